@@ -1,0 +1,204 @@
+"""The learnt tokenization layer: router -> unit selection -> convolution experts -> deformable assembly.
+
+Follows the checkpoint-compatible semantics (spec §3, §9): the stream stays full length, basic
+units are written at their centre nucleotides, and the deformable convolution samples in
+nucleotide coordinates. Only the final token positions (unit centres plus CLS/SEP) are returned,
+compacted with their nucleotide indices, because nothing downstream reads other positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mxdna_cli.model.config import ModelConfig, expert_groups
+from mxdna_cli.model.selection import member_expert, select_units
+
+
+class ConvolutionExpert(nn.Module):
+    """E_j: Linear d->2d, GLU, grouped conv (kernel = stride = unit length), LayerNorm, SiLU, Linear."""
+
+    def __init__(self, hidden_size: int, kernel_size: int, eps: float):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.pre = nn.Linear(hidden_size, 2 * hidden_size, bias=False)
+        self.conv = nn.Conv1d(
+            hidden_size, hidden_size, kernel_size, stride=kernel_size,
+            groups=expert_groups(kernel_size, hidden_size), bias=False,
+        )
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.post = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def forward(self, units: torch.Tensor) -> torch.Tensor:
+        """units (U, kernel_size, d) -> one vector per unit (U, d)."""
+        x = F.glu(self.pre(units), dim=-1)
+        x = self.conv(x.transpose(1, 2)).squeeze(-1)
+        return self.post(F.silu(self.norm(x)))
+
+
+def deformable_conv1d(values, centres, offsets, modulation, weight):
+    """1-D modulated deformable convolution evaluated at the given centres (pure PyTorch).
+
+    values (B, L, d_in) is the sparse source; centres (B, K) integer positions; offsets and
+    modulation (B, K, f); weight (d_out, d_in, f). Tap t of centre c samples position
+    c + t - f//2 + offset by linear interpolation (zero outside [0, L)), as torchvision's
+    deform_conv2d does on an L x 1 image. Returns the output (B, K, d_out) and the sample positions.
+    """
+    batch, length, channels = values.shape
+    taps = weight.shape[-1]
+    grid = torch.arange(taps, device=values.device, dtype=offsets.dtype) - taps // 2
+    positions = centres[..., None].to(offsets.dtype) + grid + offsets
+    low = torch.floor(positions)
+    frac = (positions - low).to(values.dtype)
+    low = low.long()
+
+    def sample(index: torch.Tensor) -> torch.Tensor:
+        inside = ((index >= 0) & (index < length)).to(values.dtype)
+        flat = index.clamp(0, length - 1).reshape(batch, -1, 1).expand(-1, -1, channels)
+        gathered = values.gather(1, flat).view(*index.shape, channels)
+        return gathered * inside[..., None]
+
+    sampled = sample(low) * (1 - frac)[..., None] + sample(low + 1) * frac[..., None]
+    sampled = sampled * modulation.to(values.dtype)[..., None]
+    return torch.einsum("bkti,oit->bko", sampled, weight), positions
+
+
+class DeformableAssembly(nn.Module):
+    """Assembles basic units into final tokens with a modulated deformable convolution (spec §3.4)."""
+
+    def __init__(self, hidden_size: int, kernel_size: int, eps: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.offset_conv = nn.Conv1d(hidden_size, kernel_size, kernel_size, padding=kernel_size // 2)
+        self.modulator_conv = nn.Conv1d(hidden_size, kernel_size, kernel_size, padding=kernel_size // 2)
+        self.weight = nn.Parameter(torch.empty(hidden_size, hidden_size, kernel_size))
+        self.reset_parameters()
+
+    def reset_parameters(self, std: float = 0.02) -> None:
+        """Zero offsets and modulators: at initialisation each token samples only its own neighbourhood."""
+        nn.init.trunc_normal_(self.weight, std=std)
+        for conv in (self.offset_conv, self.modulator_conv):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, hidden, token_positions, token_mask, nucleotide_mask):
+        """hidden (B, L, d) after the experts; token_positions (B, K). Returns tokens (B, K, d) and sampling info."""
+        normed = self.norm(hidden)
+        # Offsets and modulators look at neighbouring nucleotides, whether or not they are tokens.
+        offsets_all = self.offset_conv(normed.transpose(1, 2)).transpose(1, 2)
+        modulation_all = 2 * torch.sigmoid(self.modulator_conv(normed.transpose(1, 2)).transpose(1, 2))
+        index = token_positions[..., None].expand(-1, -1, offsets_all.shape[-1])
+        offsets = offsets_all.gather(1, index)
+        modulation = modulation_all.gather(1, index)
+        # Only unit centres carry values: CLS/SEP and plain nucleotides are zeroed.
+        values = normed * (token_mask & nucleotide_mask)[..., None].to(normed.dtype)
+        assembled, sample_positions = deformable_conv1d(values, token_positions, offsets, modulation, self.weight)
+        tokens = hidden.gather(1, token_positions[..., None].expand(-1, -1, hidden.shape[-1])) + assembled
+        return tokens, sample_positions, modulation
+
+
+@dataclass
+class Tokenization:
+    """What the tokenization layer decided for a batch, in nucleotide-index coordinates."""
+
+    tokens: torch.Tensor  # (B, K, d) token states, compacted
+    token_positions: torch.Tensor  # (B, K) nucleotide index of each token (unit centre, CLS or SEP)
+    token_valid: torch.Tensor  # (B, K) bool
+    router_logits: torch.Tensor  # (B, L, n)
+    center_expert: torch.Tensor  # (B, L) expert at unit centres, -1 elsewhere
+    gate: torch.Tensor  # (B, L) softmax probability of the chosen expert at centres, 0 elsewhere
+    sample_positions: torch.Tensor  # (B, K, f) deformable sampling positions
+    modulation: torch.Tensor  # (B, K, f) deformable modulation factors, in (0, 2)
+    load_balancing_loss: torch.Tensor  # scalar
+
+
+def compact_positions(mask: torch.Tensor):
+    """Indices of True entries per row, left-aligned in order: (B, K) indices and (B, K) validity."""
+    counts = mask.sum(dim=1)
+    width = int(counts.max()) if mask.shape[0] else 0
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    valid = torch.arange(width, device=mask.device)[None, :] < counts[:, None]
+    return torch.where(valid, order, torch.zeros_like(order)), valid
+
+
+def load_balancing_loss(router_logits, center_expert, num_experts):
+    """n * sum_j f_j * mean P_j over unit centres (spec §3.7); 1.0 under perfect balance."""
+    is_centre = center_expert >= 0
+    if not bool(is_centre.any()):
+        return router_logits.new_zeros((), dtype=torch.float32)
+    probs = torch.softmax(router_logits[is_centre].float(), dim=-1)
+    fractions = torch.bincount(center_expert[is_centre], minlength=num_experts).float() / probs.shape[0]
+    return num_experts * (fractions * probs.mean(dim=0)).sum()
+
+
+class LearntTokenizer(nn.Module):
+    """Router, exact greedy selection, sparse mixture of convolution experts, deformable assembly."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        d = config.hidden_size
+        self.kernel_sizes = config.expert_kernel_sizes
+        self.jitter = config.router_jitter
+        self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.router = nn.Linear(d, config.num_experts, bias=False)
+        # Unused by every forward pass; kept so the reference checkpoint loads strictly (spec §3.3.3).
+        self.masked_unit_embedding = nn.Parameter(torch.empty(d))
+        nn.init.trunc_normal_(self.masked_unit_embedding, std=config.initializer_range)
+        self.experts = nn.ModuleList(
+            ConvolutionExpert(d, k, config.expert_layer_norm_eps) for k in config.expert_kernel_sizes
+        )
+        self.assembly = DeformableAssembly(d, config.deformable_kernel_size, config.layer_norm_eps)
+
+    def forward(self, hidden, nucleotide_mask, special_mask, *, sample: bool | None = None) -> Tokenization:
+        """hidden (B, L, d) from the nucleotide layers; masks (B, L) bool.
+
+        `sample` turns the router jitter on (default: in training mode only).
+        """
+        normed = self.norm(hidden)
+        router_input = normed
+        if (self.training if sample is None else sample) and self.jitter > 0:
+            noise = torch.empty_like(normed).uniform_(1 - self.jitter, 1 + self.jitter)
+            router_input = normed * noise
+        logits = self.router(router_input * nucleotide_mask[..., None].to(normed.dtype))
+        center = select_units(logits.detach(), nucleotide_mask, self.kernel_sizes)
+        is_centre = center >= 0
+        probs = torch.softmax(logits.float(), dim=-1)
+        gate = probs.gather(-1, center.clamp(min=0)[..., None]).squeeze(-1) * is_centre
+
+        hidden = hidden + self._experts(normed, center, gate)
+        token_mask = is_centre | special_mask
+        positions, valid = compact_positions(token_mask)
+        tokens, sample_positions, modulation = self.assembly(hidden, positions, token_mask, nucleotide_mask)
+        return Tokenization(
+            tokens=tokens,
+            token_positions=positions,
+            token_valid=valid,
+            router_logits=logits,
+            center_expert=center,
+            gate=gate,
+            sample_positions=sample_positions,
+            modulation=modulation,
+            load_balancing_loss=load_balancing_loss(logits, center, len(self.kernel_sizes)),
+        )
+
+    def _experts(self, normed, center, gate):
+        """Each expert's output times its gate, written at its units' centres; zero elsewhere."""
+        batch, length, d = normed.shape
+        flat_normed = normed.reshape(batch * length, d)
+        flat_member = member_expert(center, self.kernel_sizes).reshape(-1)
+        flat_center = center.reshape(-1)
+        flat_gate = gate.reshape(-1)
+        update = torch.zeros_like(flat_normed)
+        for j, expert in enumerate(self.experts):
+            centres = torch.nonzero(flat_center == j).squeeze(-1)
+            if centres.numel() == 0:
+                continue
+            # Row-major gathering keeps each unit's nucleotides consecutive (units never overlap).
+            members = torch.nonzero(flat_member == j).squeeze(-1)
+            units = flat_normed.index_select(0, members).view(-1, expert.kernel_size, d)
+            out = expert(units) * flat_gate.index_select(0, centres)[:, None].to(normed.dtype)
+            update = update.index_copy(0, centres, out)
+        return update.view(batch, length, d)
