@@ -62,7 +62,9 @@ def _parse_bed_line(line: str, where: str) -> Region:
     fields = line.split("\t") if "\t" in line else line.split()
     fields = [field.strip() for field in fields]
     if len(fields) < 3:
-        raise DataError(f"{where}: expected at least 3 columns (chrom, start, end), got {len(fields)}")
+        raise DataError(
+            f"{where}: expected at least 3 columns (chrom, start, end), got {len(fields)}"
+        )
     chrom = fields[0]
     start = _bed_coordinate(fields[1], "start", where)
     end = _bed_coordinate(fields[2], "end", where)

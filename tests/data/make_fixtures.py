@@ -116,8 +116,12 @@ def main(data_dir: Path) -> None:
         head = [next(fh) for _ in range(20)]
     _write_gzip(HERE / "aluY.head.bed.gz", "".join(head).encode())
 
-    total = sum(os.path.getsize(p) for p in HERE.iterdir() if p.is_file())
-    print(f"fixtures written to {HERE} ({total} bytes in all)")
+    outputs = [
+        "mini.fa", "mini.fa.fai", "mini.fa.gz", "mini.fa.gz.fai", "mini.fa.gz.gzi",
+        "mini.plain.fa.gz", "regions.bed", "aluY.head.bed.gz",
+    ]
+    total = sum(os.path.getsize(HERE / name) for name in outputs)
+    print(f"{len(outputs)} fixtures written to {HERE} ({total} bytes in all)")
 
 
 if __name__ == "__main__":

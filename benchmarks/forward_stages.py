@@ -1,0 +1,126 @@
+"""Forward time of MxDNA split by stage, and the exact unit selection: fast vs reference.
+
+Run: python benchmarks/forward_stages.py [--presets small base] [--lengths 512 1024 4096]
+     [--batch 1] [--threads 2] [--device cpu] [--repeats 3]
+Prints a markdown table (milliseconds per forward, median of the repeats) and the learnt
+tokenizer's share (selection + experts + deformable) of the whole forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from mxdna_cli import sequence as vocab
+from mxdna_cli.model.config import ModelConfig
+from mxdna_cli.model.mxdna import MxDNAForMaskedLM, pad_batch, position_masks
+from mxdna_cli.model.selection import select_units, select_units_reference
+from mxdna_cli.model.tokenizer_layer import compact_positions
+
+STAGES = ("nucleotide layers", "router+selection", "experts", "deformable", "token layers", "decoder")
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def staged_forward(model: MxDNAForMaskedLM, ids, mask, device) -> dict[str, float]:
+    """The model's forward, stage by stage, with a clock around each stage."""
+    times = {}
+    backbone, tok = model.model, model.model.tokenizer
+    clock = time.perf_counter()
+
+    def lap(name):
+        nonlocal clock
+        sync(device)
+        now = time.perf_counter()
+        times[name] = (now - clock) * 1000
+        clock = now
+
+    nucleotide_mask, special = position_masks(ids, mask)
+    positions = torch.arange(ids.shape[1], device=device).expand_as(ids)
+    hidden = backbone.embed_tokens(ids)
+    for layer in backbone.nucleotide_layers:
+        hidden = layer(hidden, positions, mask)
+    lap("nucleotide layers")
+    normed = tok.norm(hidden)
+    logits = tok.router(normed * nucleotide_mask[..., None])
+    center = select_units(logits, nucleotide_mask, tok.kernel_sizes)
+    probs = torch.softmax(logits.float(), -1)
+    gate = probs.gather(-1, center.clamp(min=0)[..., None]).squeeze(-1) * (center >= 0)
+    lap("router+selection")
+    merged = hidden + tok._experts(normed, center, gate)
+    lap("experts")
+    token_mask = (center >= 0) | special
+    token_positions, valid = compact_positions(token_mask)
+    tokens, _, _ = tok.assembly(merged, token_positions, token_mask, nucleotide_mask)
+    lap("deformable")
+    for layer in backbone.token_layers:
+        tokens = layer(tokens, token_positions, valid)
+    tokens = backbone.final_norm(tokens)
+    lap("token layers")
+    decoded = model.decoder(hidden, tokens, positions, token_positions, valid)
+    model.lm_head(model.norm(decoded))
+    lap("decoder")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["small", "base"])
+    parser.add_argument("--lengths", nargs="+", type=int, default=[512, 1024, 4096])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    rng = np.random.default_rng(0)
+
+    print(f"device={device} threads={args.threads} batch={args.batch} dtype={args.dtype} (ms per forward, median of {args.repeats})\n")
+    print("| preset | length | " + " | ".join(STAGES) + " | total | tokenizer share | nt/s |")
+    print("|---" * (len(STAGES) + 5) + "|")
+    for preset in args.presets:
+        torch.manual_seed(0)
+        model = MxDNAForMaskedLM(ModelConfig.preset(preset)).to(device, dtype).eval()
+        for length in args.lengths:
+            ids, mask = pad_batch([rng.choice(vocab.BASE_IDS, length - 2).astype(np.uint8) for _ in range(args.batch)], device)
+            staged_forward(model, ids, mask, device)  # warm-up
+            runs = [staged_forward(model, ids, mask, device) for _ in range(args.repeats)]
+            median = {s: statistics.median(r[s] for r in runs) for s in STAGES}
+            total = sum(median.values())
+            share = (median["router+selection"] + median["experts"] + median["deformable"]) / total
+            cells = " | ".join(f"{median[s]:.1f}" for s in STAGES)
+            print(f"| {preset} | {length} | {cells} | {total:.1f} | {share:.1%} | {args.batch * length / total * 1000:.0f} |")
+
+    print("\nUnit selection alone (router scores of random sequences, kernels 1..10):\n")
+    print("| batch x length | fast (ms) | reference (ms) | speed-up | equal |")
+    print("|---|---|---|---|---|")
+    for batch, length in [(8, 512), (8, 1024), (4, 4096)]:
+        scores = torch.randn(batch, length, 10, device=device)
+        nucleotide = torch.ones(batch, length, dtype=torch.bool, device=device)
+        nucleotide[:, 0] = nucleotide[:, -1] = False
+        kernels = tuple(range(1, 11))
+        select_units(scores, nucleotide, kernels)
+        sync(device)
+        t = time.perf_counter()
+        fast = select_units(scores, nucleotide, kernels)
+        sync(device)
+        t_fast = time.perf_counter() - t
+        t = time.perf_counter()
+        ref = select_units_reference(scores.cpu(), nucleotide.cpu(), kernels)
+        t_ref = time.perf_counter() - t
+        print(f"| {batch} x {length} | {t_fast * 1000:.1f} | {t_ref * 1000:.1f} | {t_ref / t_fast:.1f}x | {torch.equal(fast.cpu(), ref)} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,377 @@
+"""Masked-LM pretraining with exact checkpoint/resume, and masked-nucleotide evaluation.
+
+One run lives in one folder: `checkpoint.pt` (model, optimiser, scheduler, sampler and RNG states,
+written atomically so a run cut off at any moment resumes from its last checkpoint), `log.tsv`
+(one row per step, plus validation rows), and `settings.json`. Starting a run in a folder that has
+a checkpoint resumes it; the resumed run repeats exactly the losses the uninterrupted run would
+have had, because every random draw (window sampling, masking, router jitter) is restored.
+
+Masking: BERT's 15% of nucleotides, 80% [MASK] / 10% random base / 10% unchanged, never at N.
+Single-nucleotide masking is what the reference decoder reconstructs (one prediction per
+nucleotide), it is the strategy the baselines in the model card are scored on, and it lets the
+tokenizer learn units without the unit boundaries being given away by span edges.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mxdna_cli import sequence as vocab
+from mxdna_cli.errors import DataError, UsageError
+from mxdna_cli.model.config import ModelConfig
+from mxdna_cli.model.mxdna import MxDNAForMaskedLM
+from mxdna_cli.train.data import (
+    HELDOUT_SEQUENCES,
+    WindowSampler,
+    find_fasta_files,
+    fixed_validation_windows,
+    load_genomes,
+    mask_tokens,
+    split_heldout,
+)
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.tsv"
+SETTINGS = "settings.json"
+LOG_COLUMNS = ("step", "kind", "loss", "mlm_loss", "lb_loss", "accuracy", "lr", "nucleotides", "mean_unit_length", "seconds")
+# Settings that may change when a run is resumed (the rest must match the checkpoint).
+RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_minutes", "threads", "device", "log_every"}
+
+
+@dataclass
+class PretrainSettings:
+    inputs: list[str]
+    out_dir: str
+    preset: str = "small"
+    window: int = 510  # nucleotides per sample; +[CLS]/[SEP] = 512 positions
+    batch_size: int = 16
+    grad_accum: int = 1
+    steps: int = 20000
+    lr: float = 5e-4
+    min_lr_ratio: float = 0.1
+    warmup: int = 500
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    mask_prob: float = 0.15
+    seed: int = 0
+    eval_every: int = 250
+    eval_windows: int = 64
+    checkpoint_minutes: float = 5.0
+    threads: int = 2
+    device: str = "auto"
+    log_every: int = 1
+    heldout: list = field(default_factory=lambda: [list(item) if isinstance(item, tuple) else item for item in HELDOUT_SEQUENCES])
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"device '{name}' asked for, but no CUDA device is available")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)") from None
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to min_ratio at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def with_cls_sep(ids: torch.Tensor, labels: torch.Tensor | None = None):
+    """(B, n) nucleotide ids -> (B, n+2) input ids with [CLS]/[SEP], mask, and labels (-100 at specials)."""
+    batch = ids.shape[0]
+    cls = torch.full((batch, 1), vocab.CLS, dtype=ids.dtype, device=ids.device)
+    sep = torch.full((batch, 1), vocab.SEP, dtype=ids.dtype, device=ids.device)
+    input_ids = torch.cat([cls, ids, sep], dim=1)
+    mask = torch.ones_like(input_ids, dtype=torch.bool)
+    if labels is None:
+        return input_ids, mask, None
+    ignore = torch.full((batch, 1), -100, dtype=labels.dtype, device=labels.device)
+    return input_ids, mask, torch.cat([ignore, labels, ignore], dim=1)
+
+
+def mean_unit_length(center_expert: torch.Tensor, kernel_sizes) -> float:
+    centres = center_expert[center_expert >= 0]
+    if centres.numel() == 0:
+        return float("nan")
+    return float(torch.tensor(kernel_sizes, device=centres.device)[centres].float().mean())
+
+
+@torch.no_grad()
+def evaluate_masked_lm(
+    model: MxDNAForMaskedLM,
+    windows: np.ndarray,
+    *,
+    seed: int = 1234,
+    mask_prob: float = 0.15,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+) -> dict:
+    """Masked-nucleotide loss (nats) and accuracy over fixed windows, with seeded masking."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    total_loss, correct, count = 0.0, 0, 0
+    for start in range(0, len(windows), batch_size):
+        ids = torch.from_numpy(np.asarray(windows[start : start + batch_size], dtype=np.int64))
+        masked, labels = mask_tokens(ids, generator, mask_prob)
+        input_ids, mask, labels = with_cls_sep(masked, labels)
+        with torch.autocast(torch.device(device).type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            out = model(input_ids.to(device), mask.to(device))
+        logits = out.logits.float()
+        labels = labels.to(device)
+        chosen = labels != -100
+        # Only the four bases can be right answers: restrict the softmax to them.
+        base_logits = logits[chosen][:, vocab.BASE_IDS]
+        target = labels[chosen] - vocab.A
+        total_loss += float(torch.nn.functional.cross_entropy(base_logits, target, reduction="sum"))
+        correct += int((base_logits.argmax(-1) == target).sum())
+        count += int(chosen.sum())
+    model.train(was_training)
+    if count == 0:
+        raise DataError("no maskable nucleotides in the evaluation windows")
+    return {"loss": total_loss / count, "accuracy": correct / count, "masked": count}
+
+
+class Pretrainer:
+    """Owns one run folder: builds or resumes the state, trains, validates, checkpoints."""
+
+    def __init__(self, settings: PretrainSettings, *, restart: bool = False, say: Callable[[str], None] = print):
+        self.settings = settings
+        self.say = say
+        self.out = Path(settings.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(settings.threads)
+        self.device = pick_device(settings.device)
+        self.autocast = torch.bfloat16 if self.device.type == "cuda" else None
+
+        files = find_fasta_files(settings.inputs)
+        heldout = [tuple(item) if isinstance(item, list) else item for item in settings.heldout]
+        train, held = split_heldout(load_genomes(files), heldout)
+        if train.total_length == 0:
+            raise DataError("no training sequence left after holding out the validation sequences")
+        self.train_genomes, self.heldout_genomes = train, held
+        self.sampler = WindowSampler(train, settings.window, seed=settings.seed)
+        self.validation = fixed_validation_windows(held, settings.window) if len(held) else np.zeros((0, settings.window))
+        if len(self.validation) > settings.eval_windows:
+            pick = np.linspace(0, len(self.validation) - 1, settings.eval_windows).round().astype(int)
+            self.validation = self.validation[pick]
+
+        torch.manual_seed(settings.seed)
+        self.config = ModelConfig.preset(settings.preset)
+        self.model = MxDNAForMaskedLM(self.config).to(self.device).train()
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=settings.lr, betas=(0.9, 0.98), eps=1e-6,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, settings.warmup, settings.steps, settings.min_lr_ratio)
+        )
+        self.mask_generator = torch.Generator().manual_seed(settings.seed + 1)
+        self.step = 0
+        self.nucleotides = 0
+        self.seconds = 0.0
+        if (self.out / CHECKPOINT).is_file() and not restart:
+            self._resume()
+        else:
+            self._write_log_header()
+        (self.out / SETTINGS).write_text(json.dumps(asdict(settings), indent=2) + "\n")
+
+    # ------------------------------------------------------------ state
+
+    def _write_log_header(self) -> None:
+        with open(self.out / LOG, "w") as handle:
+            handle.write("\t".join(LOG_COLUMNS) + "\n")
+
+    def _state(self) -> dict:
+        return {
+            "settings": asdict(self.settings),
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "mask_generator": self.mask_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "step": self.step,
+            "nucleotides": self.nucleotides,
+            "seconds": self.seconds,
+        }
+
+    def save_checkpoint(self) -> None:
+        tmp = self.out / (CHECKPOINT + ".tmp")
+        torch.save(self._state(), tmp)
+        os.replace(tmp, self.out / CHECKPOINT)
+
+    def _resume(self) -> None:
+        state = torch.load(self.out / CHECKPOINT, map_location="cpu", weights_only=False)
+        old = state["settings"]
+        for key, value in asdict(self.settings).items():
+            if key not in RESUMABLE_CHANGES and key not in ("inputs", "out_dir") and old.get(key) != value:
+                raise UsageError(
+                    f"{self.out}: the checkpoint was made with {key}={old.get(key)!r}, not {value!r} "
+                    "(use the same settings to resume, or --restart)"
+                )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.mask_generator.set_state(state["mask_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step, self.nucleotides, self.seconds = state["step"], state["nucleotides"], state["seconds"]
+        self._truncate_log(self.step)
+        self.say(f"resumed {self.out} at step {self.step}")
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log rows written after the checkpoint: they will be recomputed identically."""
+        path = self.out / LOG
+        if not path.is_file():
+            self._write_log_header()
+            return
+        lines = path.read_text().splitlines()
+        kept = [lines[0]] + [line for line in lines[1:] if int(line.split("\t", 1)[0]) <= step]
+        path.write_text("\n".join(kept) + "\n")
+
+    def _log(self, row: dict) -> None:
+        with open(self.out / LOG, "a") as handle:
+            handle.write("\t".join(_fmt(row.get(column, "")) for column in LOG_COLUMNS) + "\n")
+
+    # ------------------------------------------------------------ training
+
+    def train_step(self) -> dict:
+        s = self.settings
+        self.optimizer.zero_grad(set_to_none=True)
+        totals = {"loss": 0.0, "mlm_loss": 0.0, "lb_loss": 0.0, "unit": 0.0}
+        for _ in range(s.grad_accum):
+            ids = torch.from_numpy(self.sampler.next_batch(s.batch_size))
+            masked, labels = mask_tokens(ids, self.mask_generator, s.mask_prob)
+            input_ids, mask, labels = with_cls_sep(masked, labels)
+            with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+                out = self.model(input_ids.to(self.device), mask.to(self.device), labels=labels.to(self.device))
+            (out.loss / s.grad_accum).backward()
+            totals["loss"] += float(out.loss) / s.grad_accum
+            totals["mlm_loss"] += float(out.mlm_loss) / s.grad_accum
+            totals["lb_loss"] += float(out.load_balancing_loss) / s.grad_accum
+            totals["unit"] += mean_unit_length(out.tokenization.center_expert, self.config.expert_kernel_sizes) / s.grad_accum
+            self.nucleotides += ids.numel()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return {"step": self.step, "kind": "train", "loss": totals["loss"], "mlm_loss": totals["mlm_loss"],
+                "lb_loss": totals["lb_loss"], "lr": lr, "nucleotides": self.nucleotides,
+                "mean_unit_length": totals["unit"]}
+
+    def validate(self) -> dict:
+        result = evaluate_masked_lm(
+            self.model, self.validation, mask_prob=self.settings.mask_prob, device=self.device,
+            autocast_dtype=self.autocast,
+        )
+        return {"step": self.step, "kind": "validation", "loss": result["loss"], "mlm_loss": result["loss"],
+                "accuracy": result["accuracy"], "nucleotides": self.nucleotides}
+
+    def run(self, progress: Callable[[int, dict], None] | None = None, stop_after_steps: int | None = None) -> list[dict]:
+        """Train until settings.steps (or `stop_after_steps` more steps); returns the rows logged."""
+        s = self.settings
+        rows = []
+        last_save = time.monotonic()
+        target = s.steps if stop_after_steps is None else min(s.steps, self.step + stop_after_steps)
+        try:
+            while self.step < target:
+                started = time.monotonic()
+                row = self.train_step()
+                self.seconds += time.monotonic() - started
+                row["seconds"] = self.seconds
+                rows.append(row)
+                if self.step % s.log_every == 0:
+                    self._log(row)
+                if len(self.validation) and (self.step % s.eval_every == 0 or self.step == s.steps):
+                    val = self.validate()
+                    val["seconds"] = self.seconds
+                    rows.append(val)
+                    self._log(val)
+                if progress:
+                    progress(self.step, rows[-1])
+                if time.monotonic() - last_save > s.checkpoint_minutes * 60:
+                    self.save_checkpoint()
+                    last_save = time.monotonic()
+        finally:
+            # Also on Ctrl-C: the partial step never reached the optimiser, so the state is consistent.
+            self.save_checkpoint()
+        return rows
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def read_log(path: str | Path) -> list[dict]:
+    lines = Path(path).read_text().splitlines()
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in lines[1:] if line]
+
+
+def plot_log(log_path: str | Path, png_path: str | Path) -> None:
+    """Training and validation loss against nucleotides seen, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_log(log_path)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for kind, style in (("train", "-"), ("validation", "o-")):
+        picked = [r for r in rows if r["kind"] == kind]
+        if not picked:
+            continue
+        x = [float(r["nucleotides"]) / 1e6 for r in picked]
+        y = [float(r["mlm_loss"]) for r in picked]
+        if kind == "train" and len(y) > 50:  # smooth the noisy per-step training loss
+            width = max(1, len(y) // 100)
+            y = np.convolve(y, np.ones(width) / width, mode="same").tolist()
+        ax_loss.plot(x, y, style, label=f"{kind} masked-LM loss", markersize=3)
+        if kind == "validation":
+            ax_acc.plot(x, [float(r["accuracy"]) for r in picked], "o-", markersize=3)
+    ax_loss.set_xlabel("nucleotides seen (millions)")
+    ax_loss.set_ylabel("cross-entropy (nats)")
+    ax_loss.legend()
+    ax_acc.set_xlabel("nucleotides seen (millions)")
+    ax_acc.set_ylabel("held-out masked-nucleotide accuracy")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+
+def export_checkpoint(run_dir: str | Path, folder: str | Path, *, half: bool = True, extra: dict | None = None):
+    """Write the run's current model as a model folder (safetensors + card) for `embed`/`tokenize`."""
+    from mxdna_cli.weights import save_model
+
+    state = torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=False)
+    model = MxDNAForMaskedLM(ModelConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    info = {"steps": state["step"], "nucleotides_seen": state["nucleotides"], "train_seconds": round(state["seconds"]),
+            "settings": {k: v for k, v in state["settings"].items() if k not in ("out_dir",)}}
+    return save_model(model.eval(), folder, half=half, extra={**info, **(extra or {})})
