@@ -17,7 +17,7 @@ import torch
 
 from mxdna_cli import sequence as vocab
 from mxdna_cli.model.config import ModelConfig
-from mxdna_cli.model.mxdna import MxDNAForMaskedLM, pad_batch, position_masks
+from mxdna_cli.model.mxdna import MxDNAForMaskedLM, nucleotide_positions, pad_batch, position_masks
 from mxdna_cli.model.selection import select_units, select_units_reference
 from mxdna_cli.model.tokenizer_layer import compact_positions
 
@@ -44,10 +44,10 @@ def staged_forward(model: MxDNAForMaskedLM, ids, mask, device) -> dict[str, floa
         clock = now
 
     nucleotide_mask, special = position_masks(ids, mask)
-    positions = torch.arange(ids.shape[1], device=device).expand_as(ids)
+    nucleotide_rotary = backbone.rotary(nucleotide_positions(ids))
     hidden = backbone.embed_tokens(ids)
     for layer in backbone.nucleotide_layers:
-        hidden = layer(hidden, positions, mask)
+        hidden = layer(hidden, nucleotide_rotary, mask)
     lap("nucleotide layers")
     normed = tok.norm(hidden)
     logits = tok.router(normed * nucleotide_mask[..., None])
@@ -61,11 +61,12 @@ def staged_forward(model: MxDNAForMaskedLM, ids, mask, device) -> dict[str, floa
     token_positions, valid = compact_positions(token_mask)
     tokens, _, _ = tok.assembly(merged, token_positions, token_mask, nucleotide_mask)
     lap("deformable")
+    token_rotary = backbone.rotary(token_positions)
     for layer in backbone.token_layers:
-        tokens = layer(tokens, token_positions, valid)
+        tokens = layer(tokens, token_rotary, valid)
     tokens = backbone.final_norm(tokens)
     lap("token layers")
-    decoded = model.decoder(hidden, tokens, positions, token_positions, valid)
+    decoded = model.decoder(hidden, tokens, nucleotide_rotary, token_rotary, valid)
     model.lm_head(model.norm(decoded))
     lap("decoder")
     return times

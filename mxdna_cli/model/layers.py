@@ -14,28 +14,31 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def rotary_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
-    """cos and sin tables (B, 1, L, head_dim) for integer positions (B, L), rotate-half layout."""
+def rotary_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 (cos, signed sin) tables (B, 1, L, head_dim) for integer positions (B, L).
+
+    Computed once per forward for each set of positions and shared by every layer. The sine's
+    first half is negated so that rotate-half needs no separate negation.
+    """
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
-    freqs = positions.to(torch.float32)[..., None] * inv_freq
-    angles = torch.cat([freqs, freqs], dim=-1)[:, None]
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    angles = (positions.to(torch.float32)[..., None] * inv_freq)[:, None]
+    return torch.cat([angles.cos(), angles.cos()], -1), torch.cat([-angles.sin(), angles.sin()], -1)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def apply_rotary(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate-half RoPE (GPT-NeoX / Llama layout)."""
+    cos, signed_sin = (t.to(x.dtype) for t in tables)
     half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos + rotated * sin
+    return x * cos + torch.cat([x[..., half:], x[..., :half]], dim=-1) * signed_sin
 
 
 class Attention(nn.Module):
     """Multi-head attention with RoPE on queries and keys; no biases (spec §2.1)."""
 
-    def __init__(self, hidden_size: int, num_heads: int, rope_theta: float):
+    def __init__(self, hidden_size: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
-        self.rope_theta = rope_theta
         self.q = nn.Linear(hidden_size, hidden_size, bias=False)
         self.k = nn.Linear(hidden_size, hidden_size, bias=False)
         self.v = nn.Linear(hidden_size, hidden_size, bias=False)
@@ -45,12 +48,10 @@ class Attention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, query, key_value, query_positions, key_positions, key_mask):
-        """query (B, Lq, d), key_value (B, Lk, d), positions (B, L*), key_mask (B, Lk) bool."""
+    def forward(self, query, key_value, query_rotary, key_rotary, key_mask):
+        """query (B, Lq, d), key_value (B, Lk, d), rotary tables from `rotary_tables`, key_mask (B, Lk) bool."""
         q, k, v = self._heads(self.q(query)), self._heads(self.k(key_value)), self._heads(self.v(key_value))
-        cos_q, sin_q = rotary_cos_sin(query_positions, self.head_dim, self.rope_theta, q.dtype)
-        cos_k, sin_k = rotary_cos_sin(key_positions, self.head_dim, self.rope_theta, k.dtype)
-        q, k = apply_rotary(q, cos_q, sin_q), apply_rotary(k, cos_k, sin_k)
+        q, k = apply_rotary(q, query_rotary), apply_rotary(k, key_rotary)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
         batch, _, length, _ = out.shape
         return self.o(out.transpose(1, 2).reshape(batch, length, -1))
@@ -72,32 +73,30 @@ class SwiGLU(nn.Module):
 class EncoderLayer(nn.Module):
     """Pre-LN block: h += Attn(LN1 h); h += SwiGLU(LN2 h), updating valid rows only."""
 
-    def __init__(self, hidden_size, num_heads, intermediate_size, eps, rope_theta):
+    def __init__(self, hidden_size, num_heads, intermediate_size, eps):
         super().__init__()
         self.attn_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.attn = Attention(hidden_size, num_heads, rope_theta)
+        self.attn = Attention(hidden_size, num_heads)
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.ffn = SwiGLU(hidden_size, intermediate_size)
 
-    def forward(self, hidden: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, rotary, mask: torch.Tensor) -> torch.Tensor:
         keep = mask[..., None].to(hidden.dtype)
         normed = self.attn_norm(hidden)
-        hidden = hidden + keep * self.attn(normed, normed, positions, positions, mask)
+        hidden = hidden + keep * self.attn(normed, normed, rotary, rotary, mask)
         return hidden + keep * self.ffn(self.ffn_norm(hidden))
 
 
 class CrossAttentionLayer(nn.Module):
     """Pre-LN cross-attention block; one LayerNorm serves queries and memory (spec §3.6)."""
 
-    def __init__(self, hidden_size, num_heads, intermediate_size, eps, rope_theta):
+    def __init__(self, hidden_size, num_heads, intermediate_size, eps):
         super().__init__()
         self.attn_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.attn = Attention(hidden_size, num_heads, rope_theta)
+        self.attn = Attention(hidden_size, num_heads)
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.ffn = SwiGLU(hidden_size, intermediate_size)
 
-    def forward(self, query, memory, query_positions, memory_positions, memory_mask):
-        hidden = query + self.attn(
-            self.attn_norm(query), self.attn_norm(memory), query_positions, memory_positions, memory_mask
-        )
+    def forward(self, query, memory, query_rotary, memory_rotary, memory_mask):
+        hidden = query + self.attn(self.attn_norm(query), self.attn_norm(memory), query_rotary, memory_rotary, memory_mask)
         return hidden + self.ffn(self.ffn_norm(hidden))

@@ -18,7 +18,7 @@ from torch import nn
 
 from mxdna_cli import sequence as vocab
 from mxdna_cli.model.config import ModelConfig
-from mxdna_cli.model.layers import CrossAttentionLayer, EncoderLayer
+from mxdna_cli.model.layers import CrossAttentionLayer, EncoderLayer, rotary_tables
 from mxdna_cli.model.tokenizer_layer import DeformableAssembly, LearntTokenizer, Tokenization
 
 
@@ -32,6 +32,11 @@ def pad_batch(id_arrays: list[np.ndarray], device: torch.device | str = "cpu"):
         input_ids[row, len(ids) + 1] = vocab.SEP
     input_ids = torch.from_numpy(input_ids).to(device)
     return input_ids, input_ids != vocab.PAD
+
+
+def nucleotide_positions(input_ids: torch.Tensor) -> torch.Tensor:
+    """Position ids 0..L-1 for every row (0 is [CLS])."""
+    return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
 
 
 def position_masks(input_ids: torch.Tensor, attention_mask: torch.Tensor):
@@ -50,6 +55,8 @@ class MxDNAOutput:
     tokenization: Tokenization
     attention_mask: torch.Tensor  # (B, L) bool
     token_layer_states: list[torch.Tensor] = field(default_factory=list)  # (B, K, d) per token layer, if asked
+    nucleotide_rotary: tuple | None = None  # RoPE tables, reused by the heads
+    token_rotary: tuple | None = None
     logits: torch.Tensor | None = None
     loss: torch.Tensor | None = None
     mlm_loss: torch.Tensor | None = None
@@ -88,9 +95,7 @@ def init_weights(module: nn.Module, std: float) -> None:
 
 
 def _encoder_layer(config: ModelConfig) -> EncoderLayer:
-    return EncoderLayer(
-        config.hidden_size, config.num_heads, config.intermediate_size, config.layer_norm_eps, config.rope_theta
-    )
+    return EncoderLayer(config.hidden_size, config.num_heads, config.intermediate_size, config.layer_norm_eps)
 
 
 class MxDNAModel(nn.Module):
@@ -108,16 +113,17 @@ class MxDNAModel(nn.Module):
     def forward(self, input_ids, attention_mask, *, keep_layers: bool = False, sample: bool | None = None) -> MxDNAOutput:
         attention_mask = attention_mask.bool()
         nucleotide_mask, special_mask = position_masks(input_ids, attention_mask)
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        nucleotide_rotary = self.rotary(nucleotide_positions(input_ids))
         hidden = self.embed_tokens(input_ids)
         for layer in self.nucleotide_layers:
-            hidden = layer(hidden, positions, attention_mask)
+            hidden = layer(hidden, nucleotide_rotary, attention_mask)
         tokenization = self.tokenizer(hidden, nucleotide_mask, special_mask, sample=sample)
         tokens = tokenization.tokens
         layer_states = [tokens] if keep_layers else []
+        # RoPE positions of tokens are nucleotide indices: relative distances stay in nucleotides.
+        token_rotary = self.rotary(tokenization.token_positions)
         for layer in self.token_layers:
-            # RoPE positions are nucleotide indices: relative distances stay in nucleotides.
-            tokens = layer(tokens, tokenization.token_positions, tokenization.token_valid)
+            tokens = layer(tokens, token_rotary, tokenization.token_valid)
             if keep_layers:
                 layer_states.append(tokens)
         return MxDNAOutput(
@@ -126,7 +132,12 @@ class MxDNAModel(nn.Module):
             tokenization=tokenization,
             attention_mask=attention_mask,
             token_layer_states=layer_states,
+            nucleotide_rotary=nucleotide_rotary,
+            token_rotary=token_rotary,
         )
+
+    def rotary(self, positions: torch.Tensor):
+        return rotary_tables(positions, self.config.head_dim, self.config.rope_theta)
 
 
 class LMHead(nn.Module):
@@ -144,9 +155,7 @@ class LMHead(nn.Module):
 
 
 def _decoder_layer(config: ModelConfig) -> CrossAttentionLayer:
-    return CrossAttentionLayer(
-        config.hidden_size, config.num_heads, config.intermediate_size, config.layer_norm_eps, config.rope_theta
-    )
+    return CrossAttentionLayer(config.hidden_size, config.num_heads, config.intermediate_size, config.layer_norm_eps)
 
 
 class MxDNAForMaskedLM(nn.Module):
@@ -163,9 +172,8 @@ class MxDNAForMaskedLM(nn.Module):
 
     def forward(self, input_ids, attention_mask, labels=None, **kwargs) -> MxDNAOutput:
         out = self.model(input_ids, attention_mask, **kwargs)
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         decoded = self.decoder(
-            out.nucleotide_hidden, out.token_hidden, positions, out.token_positions, out.token_valid
+            out.nucleotide_hidden, out.token_hidden, out.nucleotide_rotary, out.token_rotary, out.token_valid
         )
         out.logits = self.lm_head(self.norm(decoded))
         if labels is not None:
@@ -221,20 +229,20 @@ class MxDNAForSequenceClassification(nn.Module):
         self.classifier = ClassificationHead(config, num_labels)
         init_weights(self, config.initializer_range)
 
-    def pooled(self, out: MxDNAOutput, input_ids: torch.Tensor) -> torch.Tensor:
+    def pooled(self, out: MxDNAOutput) -> torch.Tensor:
         if self.pooling == "mean":
             return self.norm(mean_token_state(out))
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         memory = torch.cat([out.token_hidden, out.nucleotide_hidden], dim=1)
-        memory_positions = torch.cat([out.token_positions, positions], dim=1)
+        memory_rotary = tuple(torch.cat(pair, dim=2) for pair in zip(out.token_rotary, out.nucleotide_rotary))
         memory_mask = torch.cat([out.token_valid, out.attention_mask], dim=1)
         cls = out.token_hidden[:, :1]  # token 0 is [CLS] (nucleotide index 0)
-        decoded = self.decoder(cls, memory, out.token_positions[:, :1], memory_positions, memory_mask)
+        cls_rotary = tuple(table[:, :, :1] for table in out.token_rotary)
+        decoded = self.decoder(cls, memory, cls_rotary, memory_rotary, memory_mask)
         return self.norm(decoded[:, 0])
 
     def forward(self, input_ids, attention_mask, labels=None, class_weights=None, **kwargs) -> MxDNAOutput:
         out = self.model(input_ids, attention_mask, **kwargs)
-        out.logits = self.classifier(self.pooled(out, input_ids))
+        out.logits = self.classifier(self.pooled(out))
         if labels is not None:
             out.loss = F.cross_entropy(out.logits.float(), labels, weight=class_weights) + (
                 self.config.load_balancing_coef * out.load_balancing_loss

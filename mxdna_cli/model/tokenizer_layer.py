@@ -191,7 +191,7 @@ class LearntTokenizer(nn.Module):
         flat_member = member_expert(center, self.kernel_sizes).reshape(-1)
         flat_center = center.reshape(-1)
         flat_gate = gate.reshape(-1)
-        update = torch.zeros_like(flat_normed)
+        all_centres, outputs = [], []
         for j, expert in enumerate(self.experts):
             centres = torch.nonzero(flat_center == j).squeeze(-1)
             if centres.numel() == 0:
@@ -199,6 +199,9 @@ class LearntTokenizer(nn.Module):
             # Row-major gathering keeps each unit's nucleotides consecutive (units never overlap).
             members = torch.nonzero(flat_member == j).squeeze(-1)
             units = flat_normed.index_select(0, members).view(-1, expert.kernel_size, d)
-            out = expert(units) * flat_gate.index_select(0, centres)[:, None].to(normed.dtype)
-            update = update.index_copy(0, centres, out)
+            outputs.append(expert(units) * flat_gate.index_select(0, centres)[:, None].to(normed.dtype))
+            all_centres.append(centres)
+        update = torch.zeros_like(flat_normed)
+        if outputs:  # one scatter for all experts: a copy per expert would cost a full (B*L, d) tensor each
+            update = update.index_copy(0, torch.cat(all_centres), torch.cat(outputs).to(update.dtype))
         return update.view(batch, length, d)

@@ -269,9 +269,9 @@ class Pretrainer:
             with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
                 out = self.model(input_ids.to(self.device), mask.to(self.device), labels=labels.to(self.device))
             (out.loss / s.grad_accum).backward()
-            totals["loss"] += float(out.loss) / s.grad_accum
-            totals["mlm_loss"] += float(out.mlm_loss) / s.grad_accum
-            totals["lb_loss"] += float(out.load_balancing_loss) / s.grad_accum
+            totals["loss"] += float(out.loss.detach()) / s.grad_accum
+            totals["mlm_loss"] += float(out.mlm_loss.detach()) / s.grad_accum
+            totals["lb_loss"] += float(out.load_balancing_loss.detach()) / s.grad_accum
             totals["unit"] += mean_unit_length(out.tokenization.center_expert, self.config.expert_kernel_sizes) / s.grad_accum
             self.nucleotides += ids.numel()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip)

@@ -1,0 +1,108 @@
+"""Pretraining loop: the loss falls, resume is exact, evaluation is seeded, bad input is refused."""
+
+import numpy as np
+import pytest
+import torch
+
+from mxdna_cli.errors import DataError, UsageError
+from mxdna_cli.model.config import ModelConfig
+from mxdna_cli.model.mxdna import MxDNAForMaskedLM
+from mxdna_cli.train.pretrain import (
+    PretrainSettings,
+    Pretrainer,
+    evaluate_masked_lm,
+    export_checkpoint,
+    lr_factor,
+    read_log,
+)
+from mxdna_cli.weights import load_model
+
+FIXTURE = "tests/data/pretrain_small.fa"
+
+
+def settings(out_dir, **changes):
+    values = dict(
+        inputs=[FIXTURE], out_dir=str(out_dir), preset="tiny", window=96, batch_size=8, steps=8, warmup=2,
+        lr=3e-3, eval_every=4, eval_windows=8, threads=1, heldout=[["pretrain_small.fa", "scer*"]],
+    )
+    values.update(changes)
+    return PretrainSettings(**values)
+
+
+def train_losses(rows):
+    return [r["loss"] for r in rows if r["kind"] == "train"]
+
+
+def test_a_tiny_run_lowers_the_loss(tmp_path):
+    rows = Pretrainer(settings(tmp_path, steps=40, eval_every=40), say=lambda _: None).run()
+    losses = train_losses(rows)
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.1
+    validation = [r for r in rows if r["kind"] == "validation"]
+    assert validation and 0.0 <= validation[-1]["accuracy"] <= 1.0
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path):
+    uninterrupted = train_losses(Pretrainer(settings(tmp_path / "a")).run())
+    Pretrainer(settings(tmp_path / "b")).run(stop_after_steps=3)
+    resumed = Pretrainer(settings(tmp_path / "b"), say=lambda _: None).run()
+    assert train_losses(resumed) == uninterrupted[3:]
+    logged = [float(r["loss"]) for r in read_log(tmp_path / "b" / "log.tsv") if r["kind"] == "train"]
+    assert len(logged) == 8 and np.allclose(logged, uninterrupted, rtol=1e-5)
+
+
+def test_resume_with_different_settings_is_refused(tmp_path):
+    Pretrainer(settings(tmp_path)).run(stop_after_steps=1)
+    with pytest.raises(UsageError, match="lr="):
+        Pretrainer(settings(tmp_path, lr=1e-4))
+    # Only the length of the run may change.
+    Pretrainer(settings(tmp_path, steps=9), say=lambda _: None)
+
+
+def test_held_out_records_are_not_trained_on(tmp_path):
+    trainer = Pretrainer(settings(tmp_path))
+    assert all("scer" not in r.name for r in trainer.train_genomes.records)
+    assert [r.name for r in trainer.heldout_genomes.records] and len(trainer.validation) > 0
+
+
+def test_export_loads_as_a_model(tmp_path):
+    Pretrainer(settings(tmp_path / "run")).run(stop_after_steps=2)
+    export_checkpoint(tmp_path / "run", tmp_path / "model")
+    model, info = load_model(tmp_path / "model")
+    assert info.task == "masked_lm" and info.extra["steps"] == 2 and info.config == ModelConfig.preset("tiny")
+
+
+def test_evaluation_is_seeded_and_ignores_n():
+    torch.manual_seed(0)
+    model = MxDNAForMaskedLM(ModelConfig.preset("tiny"))
+    windows = np.random.default_rng(0).integers(5, 9, size=(6, 64))
+    windows[:, :10] = 1  # N is never masked, so never scored
+    a = evaluate_masked_lm(model, windows, seed=7)
+    b = evaluate_masked_lm(model, windows, seed=7)
+    assert a == b and a["masked"] < 6 * 54 and 0 <= a["accuracy"] <= 1
+    assert model.training  # restored
+
+
+def test_lr_schedule_warms_up_then_decays():
+    assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(55, 10, 100, 0.1) == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"inputs": ["tests/data/does-not-exist"]}, "does-not-exist"),
+        ({"window": 100000}, "longer than every sequence"),
+    ],
+)
+def test_bad_input_is_a_clear_error(tmp_path, changes, message):
+    with pytest.raises(DataError, match=message):
+        Pretrainer(settings(tmp_path, **changes))
+
+
+def test_all_n_input_is_refused(tmp_path):
+    fasta = tmp_path / "n.fa"
+    fasta.write_text(">allN\n" + "N" * 500 + "\n")
+    with pytest.raises(DataError, match="N"):
+        Pretrainer(settings(tmp_path / "run", inputs=[str(fasta)], heldout=[]))
