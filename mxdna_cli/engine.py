@@ -702,7 +702,7 @@ class UnitStitcher:
     def _piece(self, window: Window, output: WindowOutput, lo: int, hi: int) -> Piece:
         starts = window.start + output.starts
         ends = starts + output.lengths
-        selected = np.flatnonzero((starts < hi) & (ends > lo))
+        selected = np.flatnonzero((starts < hi) & (ends > lo) & (lo < hi))  # lo == hi: nothing kept
         kept_starts = np.maximum(starts[selected], lo)
         kept_ends = np.minimum(ends[selected], hi)
         clipped = (kept_starts != starts[selected]) | (kept_ends != ends[selected])

@@ -62,7 +62,9 @@ def _check_kernel_sizes(kernel_sizes: Sequence[int], n: int | None = None) -> li
     return ks
 
 
-def _check_inputs(scores: Tensor, nucleotide_mask: Tensor, kernel_sizes: Sequence[int]) -> list[int]:
+def _check_inputs(
+    scores: Tensor, nucleotide_mask: Tensor, kernel_sizes: Sequence[int]
+) -> list[int]:
     """Validate shapes/dtypes of the selection inputs; return the kernel sizes."""
     if scores.dim() != 3:
         raise ValueError(f"scores must be (B, L, n), got shape {tuple(scores.shape)}")
@@ -259,7 +261,8 @@ def select_units(
     undecided pairs overlapping it (such pairs are pairwise disjoint and are
     accepted by the sequential greedy too), then discards every undecided pair
     touching a newly covered position.  Rounds repeat until no pair is
-    undecided (one host sync per round).
+    undecided (one host sync per round); at most L rounds are needed, since
+    each round accepts at least one unit in every unfinished sample.
 
     Args:
         scores: (B, L, n) float scores (any float dtype, no NaN).
@@ -288,6 +291,10 @@ def select_units(
 
     while bool(undecided.any()):
         rounds += 1
+        if rounds > L:
+            # each round accepts the best undecided pair of every unfinished
+            # sample, so L rounds always suffice; more means a bug, not data
+            raise RuntimeError(f"select_units did not converge in {L} rounds")
         U = torch.where(undecided, prio, _NONE)
         best_cover = geo.spread(U)  # (B, L) best undecided priority covering q
         best_conflict = geo.span_max(best_cover)  # (B, L, n), >= own priority

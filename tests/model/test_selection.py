@@ -190,7 +190,10 @@ def test_input_validation():
 # ----------------------------------------------------------------------------
 
 KERNEL_SETS = [KS10, [1, 2, 3], [3, 2, 5], [1], [4], [2, 2, 1], [10, 1, 5, 7], [6, 3]]
-SCORE_KINDS = ["randn", "ties", "bf16", "bf16_ties", "f64", "f16", "monotone", "const", "zeros_inf"]
+SCORE_KINDS = [
+    "randn", "ties", "bf16", "bf16_ties", "bf16_wide",
+    "f64", "f16", "monotone", "const", "zeros_inf",
+]
 
 
 def _random_scores(kind, B, L, n, g):
@@ -202,6 +205,10 @@ def _random_scores(kind, B, L, n, g):
         return torch.randn(B, L, n, generator=g).to(torch.bfloat16)
     if kind == "bf16_ties":
         return (torch.randint(0, 4, (B, L, n), generator=g).float() / 3).to(torch.bfloat16)
+    if kind == "bf16_wide":
+        # magnitudes far outside float16's range / precision
+        scale = 2.0 ** torch.randint(-40, 40, (B, L, n), generator=g).float()
+        return (torch.randn(B, L, n, generator=g) * scale).to(torch.bfloat16)
     if kind == "f64":
         return torch.randn(B, L, n, generator=g, dtype=torch.float64)
     if kind == "f16":

@@ -1,0 +1,837 @@
+"""The `mxdna` command line: thin Typer verbs over `mxdna_cli.engine` and `mxdna_cli.train`.
+
+Each verb parses its options, calls one library function and reports on stderr; data goes only to
+the output files or stdout. Expected failures (`MxdnaError`) and Typer's own usage errors become
+one line, `mxdna: error: ...`, with exit code 1 (bad data) or 2 (bad usage), in one place:
+`MxdnaGroup.main`. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer._click import exceptions as click_exceptions
+from typer.core import TyperGroup
+
+from mxdna_cli import __version__
+from mxdna_cli import engine
+from mxdna_cli.errors import MxdnaError, UsageError
+
+PROG = "mxdna"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def error_line(message: str) -> str:
+    return f"{PROG}: error: {_one_line(message)}"
+
+
+class MxdnaGroup(TyperGroup):
+    """The top-level group: maps every expected failure to one stderr line and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any) -> Any:
+        try:
+            result = super().main(
+                args=args, prog_name=prog_name or PROG, complete_var=complete_var, standalone_mode=False, **extra
+            )
+            code = result if isinstance(result, int) else 0
+        except MxdnaError as error:
+            print(error_line(str(error)), file=sys.stderr)
+            code = error.exit_code
+        except click_exceptions.NoArgsIsHelpError as error:
+            code = error.exit_code  # the help text was printed when the error was made
+        except click_exceptions.ClickException as error:
+            message = error.format_message()
+            context = getattr(error, "ctx", None)
+            if isinstance(error, click_exceptions.UsageError) and context is not None:
+                message += f" (see '{context.command_path} --help')"
+            print(error_line(message), file=sys.stderr)
+            code = error.exit_code
+        except typer.Abort:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+def _example(*lines: str) -> str:
+    """An epilog with a worked example (rich markup: one line per paragraph)."""
+    body = "\n\n".join(f"  [bold]$[/bold] {line}" for line in lines)
+    return f"[bold]Example:[/bold]\n\n{body}"
+
+
+app = typer.Typer(
+    cls=MxdnaGroup,
+    epilog=_example("mxdna info", "mxdna tokenize genome.fa.gz -r chr1:1-5000 --export-bed units.bed",
+                    "mxdna embed genome.fa.gz --bed genes.bed -o genes.npy"),
+    name=PROG,
+    help="MxDNA, a DNA language model that learns its own tokenization: embeddings, learnt tokens, "
+    "promoter predictions and pretraining, on a plain CPU.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+predict_app = typer.Typer(
+    help="Predict with a fine-tuned classifier.",
+    epilog=_example("mxdna predict promoter candidates.fa -m my-promoter-model > predictions.tsv"),
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(predict_app, name="predict")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mxdna_cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """MxDNA on the command line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Choices and shared options
+
+
+class Strand(str, Enum):
+    forward = "forward"
+    reverse = "reverse"
+    both = "both"
+
+
+class Pool(str, Enum):
+    mean = "mean"
+    max = "max"
+    cls = "cls"
+    none = "none"
+
+
+class Format(str, Enum):
+    npy = "npy"
+    tsv = "tsv"
+
+
+class Dtype(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class OutDtype(str, Enum):
+    float32 = "float32"
+    float16 = "float16"
+
+
+INPUT_PANEL = "Input"
+WINDOW_PANEL = "Windows and batching"
+MODEL_PANEL = "Model and device"
+OUTPUT_PANEL = "Output"
+
+InputArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="INPUT",
+        help="FASTA file: plain, bgzip (with .fai/.gzi) or gzip; '-' reads stdin.",
+        show_default=False,
+    ),
+]
+RegionOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--region", "-r", metavar="CHR:FROM-TO",
+        help="Region, samtools style (1-based, inclusive); repeatable. Needs an indexed FASTA.",
+        rich_help_panel=INPUT_PANEL, show_default=False,
+    ),
+]
+BedOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--bed", "-b", metavar="BED",
+        help="Regions from a BED file (0-based); its name and strand columns are honoured ('-' = the model "
+        "reads the reverse complement; outputs stay in forward coordinates).",
+        rich_help_panel=INPUT_PANEL, show_default=False,
+    ),
+]
+StrandOpt = Annotated[
+    Strand,
+    typer.Option(
+        "--strand", "-s",
+        help="Strand the model reads, relative to the BED strand: forward, reverse (the reverse complement) "
+        "or both (the average of the two; twice the work).",
+        rich_help_panel=INPUT_PANEL, case_sensitive=False,
+    ),
+]
+WindowOpt = Annotated[
+    int,
+    typer.Option("--window", "-w", help="Window length in nucleotides.", rich_help_panel=WINDOW_PANEL, min=1),
+]
+StrideOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--stride", help="Start-to-start distance of windows.",
+        rich_help_panel=WINDOW_PANEL, show_default="3/4 of the window", min=1,
+    ),
+]
+BatchTokensOpt = Annotated[
+    int,
+    typer.Option(
+        "--batch-tokens", help="Input positions per batch; windows are sorted by length and packed up to it.",
+        rich_help_panel=WINDOW_PANEL, min=1,
+    ),
+]
+WeightsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--weights", "--model", "-m", metavar="MODEL",
+        help="Model folder or bundled model name.",
+        rich_help_panel=MODEL_PANEL, show_default="$MXDNA_WEIGHTS, else the bundled default",
+    ),
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=MODEL_PANEL),
+]
+DtypeOpt = Annotated[
+    Dtype,
+    typer.Option(
+        "--dtype", help="Compute precision (autocast); float16 needs CUDA.", rich_help_panel=MODEL_PANEL,
+        case_sensitive=False,
+    ),
+]
+ThreadsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--threads", "-t", help="CPU threads for torch.", rich_help_panel=MODEL_PANEL,
+        show_default="torch's choice", min=1,
+    ),
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar, summary or warnings on stderr.")
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting on stderr
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class StderrReporter(engine.Reporter):
+    """A rich progress bar on stderr (only on a terminal), warnings as one line each."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self._progress = None
+        self._task = None
+
+    def start(self, total: int | None, description: str) -> None:
+        if self.quiet:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.text import Text
+
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            return
+
+        class Rate(ProgressColumn):
+            def render(self, task) -> Text:
+                speed = task.finished_speed or task.speed
+                return Text("-- nt/s" if speed is None else f"{speed:,.0f} nt/s", style="cyan")
+
+        class Done(ProgressColumn):
+            def render(self, task) -> Text:
+                total = "?" if task.total is None else f"{int(task.total):,}"
+                return Text(f"{int(task.completed):,}/{total} nt")
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), Done(), Rate(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=console, transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(description, total=total)
+
+    def advance(self, nucleotides: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, nucleotides)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            _stderr(f"{PROG}: warning: {_one_line(message)}")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
+
+
+def _report(verb: str, summary: engine.Summary, quiet: bool, what: str = "record") -> None:
+    if quiet:
+        return
+    outputs = ", ".join("stdout" if o == "-" else o for o in summary.outputs)
+    _stderr(
+        f"{PROG} {verb}: {_plural(summary.targets, what)}, {summary.nucleotides:,} nt, "
+        f"{_plural(summary.windows, 'window')} "
+        f"in {summary.seconds:.1f} s ({summary.rate:,.0f} nt/s) -> {outputs}"
+    )
+
+
+def _inputs(path: str, region: list[str] | None, bed: str | None, strand: Strand) -> engine.Inputs:
+    return engine.Inputs(engine.InputSpec(path, regions=list(region or []), bed=bed, strand=strand.value))
+
+
+# ---------------------------------------------------------------------------------------------
+# embed
+
+
+@app.command(
+    epilog=_example(
+        "mxdna embed genome.fa.gz --region chr1:10,001-12,000 -o emb.npy",
+        "mxdna embed promoters.fa --pool none --layer 2 -o tokens.tsv",
+        "zcat reads.fa.gz | mxdna embed - --strand both -o - | head",
+    ),
+)
+def embed(
+    input: InputArg,
+    output: Annotated[
+        str,
+        typer.Option("--output", "-o", help="Output file (.npy or .tsv); '-' = TSV on stdout.",
+                     rich_help_panel=OUTPUT_PANEL),
+    ] = "-",
+    format: Annotated[
+        Optional[Format],
+        typer.Option("--format", "-f", help="npy or tsv.",
+                     rich_help_panel=OUTPUT_PANEL, show_default="from the output name", case_sensitive=False),
+    ] = None,
+    pool: Annotated[
+        Pool,
+        typer.Option("--pool", "-p", help="mean or max over a record's tokens (each token once, however the "
+                     "windows overlap), cls (the [CLS] state averaged over windows), or none (one row per token, "
+                     "with coordinates).", rich_help_panel=OUTPUT_PANEL, case_sensitive=False),
+    ] = Pool.mean,
+    layer: Annotated[
+        Optional[int],
+        typer.Option("--layer", "-l", help="Token layer: 0 = tokenizer output, N = after token layer N; the last "
+                     "(default) passes through the final LayerNorm; negative counts from the end.",
+                     rich_help_panel=OUTPUT_PANEL, show_default=False),
+    ] = None,
+    dtype_out: Annotated[
+        OutDtype,
+        typer.Option("--dtype-out", help="Value type of an NPY matrix.", rich_help_panel=OUTPUT_PANEL,
+                     case_sensitive=False),
+    ] = OutDtype.float32,
+    region: RegionOpt = None,
+    bed: BedOpt = None,
+    strand: StrandOpt = Strand.forward,
+    window: WindowOpt = engine.DEFAULT_WINDOW,
+    stride: StrideOpt = None,
+    batch_tokens: BatchTokensOpt = engine.DEFAULT_BATCH_TOKENS,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = Dtype.float32,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Embed each record or region (or each token) with the model's token states.
+
+    NPY output comes with [cyan]OUT.index.tsv[/cyan] (one line per row: name, chrom, start, end, strand,
+    n_fraction, soft_masked_fraction) and [cyan]OUT.npy.json[/cyan] (model, SHA-256, window, stride,
+    pooling, strand, dtype, layer). With [cyan]--pool none[/cyan] the rows are tokens: the index holds
+    record, chrom, centre, unit_start, unit_end, strand, and [cyan]OUT.records.tsv[/cyan] gives each
+    record's first row and token count. TSV output starts with [cyan]#key=value[/cyan] lines.
+    """
+    reporter = StderrReporter(quiet)
+    settings = engine.EmbedSettings(
+        output=output, fmt=format.value if format else None, pool=pool.value, layer=layer,
+        dtype_out=dtype_out.value, window=window, stride=stride, batch_tokens=batch_tokens,
+    )
+    # validate the cheap things before loading a model
+    engine.output_format(output, settings.fmt)
+    engine.resolve_stride(window, stride)
+    if pool is Pool.none and strand is Strand.both:
+        raise UsageError("--pool none with --strand both: per-token outputs of the two strands cannot be averaged "
+                         "(their tokens differ); run --strand forward and --strand reverse separately")
+    inputs = _inputs(input, region, bed, strand)
+    loaded = engine.load(weights, device=device, dtype=dtype.value, threads=threads, reporter=reporter)
+    try:
+        summary = engine.embed(inputs, loaded, settings, reporter)
+    finally:
+        inputs.close()
+    _report("embed", summary, quiet)
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenize
+
+
+@app.command(
+    epilog=_example(
+        "mxdna tokenize genome.fa.gz -r chr1:1-5000 --export-bed units.bed --tokens tokens.bed --plot lengths.png",
+        "cat reads.fa | mxdna tokenize - --export-bed - | head",
+    ),
+)
+def tokenize(
+    input: InputArg,
+    export_bed: Annotated[
+        Optional[str],
+        typer.Option("--export-bed", "-o", metavar="BED",
+                     help="Basic units as BED6: name = <length>nt_e<expert>, score = round(1000 x gate probability). "
+                     "'-' = stdout.",
+                     rich_help_panel=OUTPUT_PANEL, show_default="stdout when no other output is asked for"),
+    ] = None,
+    tokens: Annotated[
+        Optional[str],
+        typer.Option("--tokens", metavar="BED",
+                     help="Assembled tokens as BED12: blocks = the basic units the token's deformable sampling "
+                     "reads (weight > --min-weight) plus its own; name = token index, score = "
+                     "min(1000, round(1000 x largest weight)).", rich_help_panel=OUTPUT_PANEL, show_default=False),
+    ] = None,
+    summary: Annotated[
+        Optional[str],
+        typer.Option("--summary", metavar="TSV", help="Unit-length counts as TSV.",
+                     rich_help_panel=OUTPUT_PANEL, show_default="a table on stderr"),
+    ] = None,
+    plot: Annotated[
+        Optional[str],
+        typer.Option("--plot", metavar="PNG", help="Histogram of unit lengths as PNG.", rich_help_panel=OUTPUT_PANEL,
+                     show_default=False),
+    ] = None,
+    min_weight: Annotated[
+        float,
+        typer.Option("--min-weight", help="Smallest sampling weight (modulation x interpolation) that puts a unit "
+                     "in a token's footprint.", rich_help_panel=OUTPUT_PANEL),
+    ] = engine.DEFAULT_MIN_WEIGHT,
+    region: RegionOpt = None,
+    bed: BedOpt = None,
+    strand: StrandOpt = Strand.forward,
+    window: WindowOpt = engine.DEFAULT_WINDOW,
+    stride: StrideOpt = None,
+    batch_tokens: BatchTokensOpt = engine.DEFAULT_BATCH_TOKENS,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = Dtype.float32,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Export the learnt tokenization: basic units (BED6) and assembled tokens (BED12).
+
+    Units of overlapping windows are joined at a unit boundary both windows share, so the units
+    tile every record exactly. Units are one strand's reading: use [cyan]--strand reverse[/cyan] for the other.
+    """
+    if strand is Strand.both:
+        raise UsageError("tokenize --strand both: the two strands give different units; "
+                         "run --strand forward and --strand reverse separately")
+    if export_bed is None and tokens is None and summary is None and plot is None:
+        export_bed = "-"
+    settings = engine.TokenizeSettings(
+        units=export_bed, tokens=tokens, summary=summary, plot=plot, min_weight=min_weight, window=window,
+        stride=stride, batch_tokens=batch_tokens,
+    )
+    engine.resolve_stride(window, stride)
+    reporter = StderrReporter(quiet)
+    inputs = _inputs(input, region, bed, strand)
+    loaded = engine.load(weights, device=device, dtype=dtype.value, threads=threads, reporter=reporter)
+    try:
+        result = engine.tokenize(inputs, loaded, settings, reporter)
+    finally:
+        inputs.close()
+    if not quiet and summary is None:
+        counts = result.extra["length_counts"]
+        total = result.extra["units"]
+        _stderr("length\tunits\tfraction")
+        for length in sorted(counts):
+            _stderr(f"{length}\t{counts[length]}\t{counts[length] / total:.4f}")
+        _stderr(f"mean unit length {result.extra['mean_length']:.3f} nt over {total:,} units")
+    _report("tokenize", result, quiet)
+
+
+# ---------------------------------------------------------------------------------------------
+# predict promoter
+
+
+@predict_app.command(
+    "promoter",
+    epilog=_example(
+        "mxdna predict promoter candidates.fa -m my-promoter-model > predictions.tsv",
+        "mxdna predict promoter genome.fa.gz -r chr1:1-200,000 --track promoter.bw --step 50",
+    ),
+)
+def promoter(
+    input: InputArg,
+    output: Annotated[
+        Optional[str],
+        typer.Option("--output", "-o", help="TSV of id, chrom, start, end, strand, probability, label.",
+                     rich_help_panel=OUTPUT_PANEL, show_default="stdout"),
+    ] = None,
+    track: Annotated[
+        Optional[str],
+        typer.Option("--track", metavar="BIGWIG", help="Instead of the TSV: scan in windows and write a bigWig "
+                     "of the probability (each window's value on its central --step bases).",
+                     rich_help_panel=OUTPUT_PANEL, show_default=False),
+    ] = None,
+    window: Annotated[
+        Optional[int],
+        typer.Option("--window", "-w", help="Scan window.", rich_help_panel=WINDOW_PANEL,
+                     show_default="the classifier's training length from its model card, else 300", min=1),
+    ] = None,
+    step: Annotated[
+        int, typer.Option("--step", help="Scan step (--track).", rich_help_panel=WINDOW_PANEL, min=1)
+    ] = engine.DEFAULT_TRACK_STEP,
+    label: Annotated[
+        str, typer.Option("--label", help="Class whose probability is reported.", rich_help_panel=MODEL_PANEL)
+    ] = engine.PROMOTER_LABEL,
+    region: RegionOpt = None,
+    bed: BedOpt = None,
+    strand: StrandOpt = Strand.forward,
+    batch_tokens: BatchTokensOpt = engine.DEFAULT_BATCH_TOKENS,
+    model: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = Dtype.float32,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Promoter probability per record or region, or along the genome as a bigWig track.
+
+    Uses a classification model ([cyan]--model[/cyan], a bundled promoter classifier, or
+    $MXDNA_WEIGHTS). With [cyan]--strand both[/cyan] the probabilities of the two strands are averaged.
+    """
+    if track is not None and output is not None:
+        raise UsageError("-o/--output (TSV) and --track (bigWig) cannot be used together; choose one")
+    if track == "-":
+        raise UsageError("bigWig output cannot go to stdout ('-'); give a file name ending in .bw")
+    settings = engine.PredictSettings(
+        output=output or "-", track=track, window=window, step=step, label=label, batch_tokens=batch_tokens,
+    )
+    reporter = StderrReporter(quiet)
+    inputs = _inputs(input, region, bed, strand)
+    loaded, label_index = engine.load_classifier(
+        model, label=label, device=device, dtype=dtype.value, threads=threads, reporter=reporter
+    )
+    try:
+        summary = engine.predict(inputs, loaded, label_index, settings, reporter)
+    finally:
+        inputs.close()
+    _report("predict promoter", summary, quiet, what="sequence")
+
+
+# ---------------------------------------------------------------------------------------------
+# windows
+
+
+@app.command(
+    epilog=_example(
+        "mxdna windows genome.fa.gz --window 1024 --stride 768 | head",
+        "mxdna windows genes.fa --bed promoters.bed --strand both -o plan.tsv",
+    ),
+)
+def windows(
+    input: InputArg,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="TSV of the windows; '-' = stdout.", rich_help_panel=OUTPUT_PANEL)
+    ] = "-",
+    region: RegionOpt = None,
+    bed: BedOpt = None,
+    strand: StrandOpt = Strand.forward,
+    window: WindowOpt = engine.DEFAULT_WINDOW,
+    stride: StrideOpt = None,
+    batch_tokens: BatchTokensOpt = engine.DEFAULT_BATCH_TOKENS,
+    quiet: QuietOpt = False,
+) -> None:
+    """Show the window plan (record, chrom, strand, start, end, keep_start, keep_end) without running the model.
+
+    Coordinates are forward-strand, 0-based half-open; each window's keep interval is the part its
+    outputs are used for. The plan's size (records, windows, nucleotides, input positions = tokens
+    that --batch-tokens budgets, batches) goes to stderr.
+    """
+    inputs = _inputs(input, region, bed, strand)
+    try:
+        summary = engine.window_plan(inputs, output, window=window, stride=stride, batch_tokens=batch_tokens)
+    finally:
+        inputs.close()
+    if not quiet:
+        _stderr(
+            f"{PROG} windows: {summary.targets:,} records/regions, {summary.windows:,} windows, "
+            f"{summary.nucleotides:,} nt, {summary.extra['positions']:,} input positions (tokens budgeted by "
+            f"--batch-tokens), ~{summary.extra['batches']:,} batches of <= {batch_tokens:,}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# info
+
+
+@app.command(epilog=_example("mxdna info", "mxdna info --json --verify | python -m json.tool"))
+def info(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Recompute each model's SHA-256.")] = False,
+) -> None:
+    """Bundled models (task, size, SHA-256, trained or not), the device found, and versions."""
+    models = engine.describe_models(verify=verify)
+    env = engine.environment()
+    if as_json:
+        print(json.dumps({"models": models, "environment": env}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=True)
+    if models:
+        table = Table(title="Bundled models", title_justify="left")
+        for column in ("name", "task", "preset / config", "parameters", "sha256", "trained"):
+            table.add_column(column, overflow="fold")
+        for row in models:
+            sha = row["sha256"][:16] + "…"
+            if verify:
+                sha += " ok" if row["sha256_ok"] else " MISMATCH"
+            task = row["task"] + (f" ({', '.join(row['labels'])})" if row["labels"] else "")
+            table.add_row(row["name"], task, f"{row['preset']}: {row['config']}", f"{row['parameters']:,}", sha,
+                          "yes" if row["trained"] else "no (random weights)")
+        console.print(table)
+    else:
+        console.print("Bundled models: none (looked in " + ", ".join(env["weights_dirs"]) + ")", markup=False)
+    cuda = ", ".join(env["cuda"]) if env["cuda"] else "none"
+    console.print(f"Device: {env['default_device']} (CPU threads {env['cpu_threads']} of {env['cpu_cores']} cores; "
+                  f"CUDA: {cuda})", markup=False)
+    console.print("Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()), markup=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# pretrain and evaluate
+
+
+def _heldout(items: list[str] | None) -> list | None:
+    """--heldout RECORD or FILE_GLOB//RECORD_GLOB into PretrainSettings.heldout entries."""
+    if not items:
+        return None
+    result: list = []
+    for item in items:
+        if "//" in item:
+            file_glob, record_glob = item.split("//", 1)
+            if not file_glob or not record_glob:
+                raise UsageError(f"--heldout {item}: expected RECORD or FILE_GLOB//RECORD_GLOB")
+            result.append([file_glob, record_glob])
+        else:
+            result.append(item)
+    return result
+
+
+@app.command(
+    epilog=_example(
+        "mxdna pretrain /work/shared/data/pretrain --out runs/small --preset small --steps 20000 "
+        "--plot runs/small/loss.png --export weights/my-model",
+        "mxdna pretrain genome.fa --out runs/tiny --preset tiny --steps 200 --window 256",
+    ),
+)
+def pretrain(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(metavar="INPUTS...", help="FASTA files or folders (searched for .fa/.fasta/.fna/.fas[.gz]).",
+                       show_default=False),
+    ],
+    out: Annotated[
+        str, typer.Option("--out", "-o", metavar="RUN_DIR", help="Run folder: checkpoint.pt, log.tsv, "
+                          "settings.json. A folder with a checkpoint is resumed.", show_default=False)
+    ],
+    preset: Annotated[str, typer.Option("--preset", help="Model size: tiny, small or base.")] = "small",
+    window: Annotated[int, typer.Option("--window", "-w", help="Nucleotides per training window.", min=8)] = 510,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per step (per accumulation).", min=1)] = 16,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Batches accumulated per step.", min=1)] = 1,
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps in total.", min=1)] = 20000,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW; cosine decay).")] = 5e-4,
+    warmup: Annotated[int, typer.Option("--warmup", help="Linear warm-up steps.", min=0)] = 500,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of sampling, masking and initialisation.")] = 0,
+    eval_every: Annotated[int, typer.Option("--eval-every", help="Steps between validations.", min=1)] = 250,
+    eval_windows: Annotated[int, typer.Option("--eval-windows", help="Held-out windows per validation.", min=1)] = 64,
+    checkpoint_minutes: Annotated[
+        float, typer.Option("--checkpoint-minutes", help="Minutes between checkpoints.")
+    ] = 5.0,
+    heldout: Annotated[
+        Optional[list[str]],
+        typer.Option("--heldout", metavar="RECORD|FILE_GLOB//RECORD_GLOB", help="Held-out validation sequences; "
+                     "repeatable.", show_default="D. melanogaster chr4 and H. pylori Puno120"),
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", "-t", help="CPU threads for torch.", min=1)] = 2,
+    device: DeviceOpt = "auto",
+    restart: Annotated[bool, typer.Option("--restart", help="Start afresh even if RUN_DIR has a checkpoint.")] = False,
+    plot: Annotated[
+        Optional[str], typer.Option("--plot", metavar="PNG", help="Write the loss/accuracy curves at the end.",
+                                    show_default=False)
+    ] = None,
+    export: Annotated[
+        Optional[str],
+        typer.Option("--export", metavar="FOLDER", help="Write the final model as a model folder (for --weights).",
+                     show_default=False),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Pretrain a masked-LM MxDNA model; stop at any time (Ctrl-C) and rerun to resume exactly.
+
+    Validation = masked-nucleotide accuracy on held-out sequences (see --heldout).
+    """
+    from mxdna_cli.train.pretrain import PretrainSettings, Pretrainer, export_checkpoint, plot_log
+
+    if plot is not None:
+        engine.check_output(plot, allow_stdout=False, what="--plot")
+    values = dict(
+        inputs=list(inputs), out_dir=out, preset=preset, window=window, batch_size=batch_size, grad_accum=grad_accum,
+        steps=steps, lr=lr, warmup=warmup, seed=seed, eval_every=eval_every, eval_windows=eval_windows,
+        checkpoint_minutes=checkpoint_minutes, threads=threads, device=device,
+    )
+    held = _heldout(heldout)
+    if held is not None:
+        values["heldout"] = held
+    settings = PretrainSettings(**values)
+    engine.pick_device(device)
+    trainer = Pretrainer(settings, restart=restart, say=lambda text: None if quiet else _stderr(f"{PROG}: {text}"))
+    progress = _TrainProgress(trainer, quiet)
+    try:
+        with progress:
+            trainer.run(progress=progress.update)
+    except KeyboardInterrupt:
+        _stderr(f"{PROG}: interrupted at step {trainer.step}; checkpoint saved in {out}; "
+                "run the same command again to resume")
+        raise typer.Exit(130) from None
+    run_dir = Path(out)
+    if plot is not None:
+        plot_log(run_dir / "log.tsv", plot)
+    if export is not None:
+        export_checkpoint(run_dir, export)
+    if not quiet:
+        last = progress.last
+        parts = [f"step {trainer.step}/{settings.steps}"]
+        if last.get("loss") is not None:
+            parts.append(f"loss {last['loss']:.4f}")
+        if last.get("accuracy") is not None:
+            parts.append(f"val acc {last['accuracy']:.4f}")
+        outputs = [str(run_dir)] + [p for p in (plot, export) if p]
+        _stderr(f"{PROG} pretrain: " + ", ".join(parts) + " -> " + ", ".join(outputs))
+
+
+class _TrainProgress:
+    """A rich progress bar of training steps with loss, held-out accuracy and nt/s (lines when not a terminal)."""
+
+    def __init__(self, trainer, quiet: bool) -> None:
+        self.trainer = trainer
+        self.quiet = quiet
+        self.total = trainer.settings.steps
+        self.last: dict[str, Any] = {}
+        self._progress = None
+        self._task = None
+        self._started = time.perf_counter()
+        self._start_nt = trainer.nucleotides
+        self._terminal = False
+
+    def __enter__(self):
+        if self.quiet:
+            return self
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        self._terminal = console.is_terminal
+        if self._terminal:
+            self._progress = Progress(
+                TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(),
+                TextColumn("loss {task.fields[loss]}  val acc {task.fields[acc]}  {task.fields[rate]} nt/s"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("train", total=self.total, completed=self.trainer.step,
+                                                 loss="-", acc="-", rate="-")
+        return self
+
+    def update(self, step: int, row: dict) -> None:
+        if row.get("kind") == "train":
+            self.last["loss"] = row["loss"]
+        else:
+            self.last["accuracy"] = row.get("accuracy")
+            self.last["val_loss"] = row.get("loss")
+        seconds = time.perf_counter() - self._started
+        rate = (self.trainer.nucleotides - self._start_nt) / seconds if seconds > 0 else 0.0
+        if self._progress is not None:
+            acc = self.last.get("accuracy")
+            self._progress.update(self._task, completed=step, loss=f"{self.last.get('loss', 0):.4f}",
+                                  acc="-" if acc is None else f"{acc:.4f}", rate=f"{rate:,.0f}")
+        elif not self.quiet and row.get("kind") == "validation":
+            _stderr(f"{PROG}: step {step}/{self.total} loss {self.last.get('loss', float('nan')):.4f} "
+                    f"val loss {row.get('loss', float('nan')):.4f} val acc {row.get('accuracy', float('nan')):.4f} "
+                    f"{rate:,.0f} nt/s")
+
+    def __exit__(self, *exc_info) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+@app.command(
+    epilog=_example(
+        "mxdna evaluate /work/shared/data/pretrain/yeast --model mxdna-small",
+        "mxdna evaluate held_out.fa -m runs/export --window 510 --max-windows 512 --seed 1",
+    ),
+)
+def evaluate(
+    inputs: Annotated[
+        list[str], typer.Argument(metavar="FASTA...", help="FASTA files or folders.", show_default=False)
+    ],
+    output: Annotated[str, typer.Option("--output", "-o", help="TSV with one result row; '-' = stdout.")] = "-",
+    window: Annotated[int, typer.Option("--window", "-w", help="Nucleotides per evaluation window.", min=1)] = 510,
+    max_windows: Annotated[
+        int, typer.Option("--max-windows", help="At most this many windows, evenly spread over the input.", min=1)
+    ] = 256,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the masking (same seed = same masked positions).")] = 1234,
+    mask_prob: Annotated[float, typer.Option("--mask-prob", help="Share of nucleotides masked.")] = 0.15,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per batch.", min=1)] = 16,
+    model: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DtypeOpt = Dtype.float32,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Masked-nucleotide accuracy and loss of any masked-LM model on any FASTA (seeded, reproducible).
+
+    Windows tile each record from its start without overlap (windows with > 10% N are skipped);
+    15% of nucleotides are masked BERT-style and the model predicts them (softmax over A/C/G/T).
+    """
+    from mxdna_cli.io.writers import TsvWriter
+
+    engine.check_output(output)
+    reporter = StderrReporter(quiet)
+    loaded = engine.load(model, device=device, dtype=dtype.value, threads=threads, reporter=reporter)
+    settings = engine.EvaluateSettings(window=window, max_windows=max_windows, seed=seed, mask_prob=mask_prob,
+                                       batch_size=batch_size)
+    result = engine.evaluate(inputs, loaded, settings)
+    meta = engine.run_meta("evaluate", loaded, None, mask_prob=mask_prob)
+    columns = ("model", "input", "window", "windows", "masked", "loss", "accuracy", "seed")
+    with TsvWriter(output, columns, meta) as writer:
+        writer.write_row([result[c] for c in columns])
+    if not quiet:
+        _stderr(f"{PROG} evaluate: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} nats on "
+                f"{result['masked']:,} masked nucleotides ({result['windows']} windows) in {result['seconds']} s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
