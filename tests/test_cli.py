@@ -1,0 +1,489 @@
+"""The `mxdna` command line, end to end on the fixtures with tiny models: every verb and format,
+coordinates, strands, stitching, pipes, and one-line errors that leave no output behind."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pysam
+import pyBigWig
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mxdna_cli.cli import app
+from mxdna_cli.model.config import ModelConfig
+from mxdna_cli.model.mxdna import MxDNAForMaskedLM, MxDNAForSequenceClassification
+from mxdna_cli.sequence import reverse_complement
+from mxdna_cli.weights import read_info, save_model
+from mxdna_cli.windows import count_windows
+
+torch.set_num_threads(1)
+DATA = Path(__file__).resolve().parent / "data"
+MINI = str(DATA / "mini.fa")
+MINI_BGZ = str(DATA / "mini.fa.gz")
+MINI_GZ = str(DATA / "mini.plain.fa.gz")
+LENGTHS = {"CHROMOSOME_I": 3000, "NC_004353.4": 3000, "22:20608432-20611431": 3000}
+UNIT_NAME = re.compile(r"^(\d+)nt_e(\d+)(_clip)?$")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    config = ModelConfig.preset("tiny")
+    torch.manual_seed(0)
+    mlm = MxDNAForMaskedLM(config)
+    with torch.no_grad():  # fractional, non-zero deformable offsets: tokens read their neighbours' units
+        assembly = mlm.model.tokenizer.assembly
+        assembly.offset_conv.bias.copy_(torch.tensor([-1.6, 0.35, 2.7]))
+        assembly.modulator_conv.bias.copy_(torch.tensor([0.5, 0.0, -0.4]))
+    save_model(mlm, root / "tiny", trained=False)
+    torch.manual_seed(1)
+    classifier = MxDNAForSequenceClassification(config, num_labels=2)
+    save_model(classifier, root / "promoter-tiny", trained=False,
+               extra={"labels": ["non_promoter", "promoter"], "window": 100})
+    return SimpleNamespace(root=root, mlm=str(root / "tiny"), clf=str(root / "promoter-tiny"))
+
+
+def run(*args, input=None, env=None):
+    result = CliRunner().invoke(app, [str(a) for a in args], input=input, env=env)
+    # a bug would surface as an exception the runner caught: never accept that as a result
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def ok(*args, **kwargs):
+    result = run(*args, **kwargs)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def rows(text):
+    return [line.split("\t") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def table(path):
+    lines = rows(Path(path).read_text())
+    return lines[0], lines[1:]
+
+
+def header_meta(text):
+    return dict(line[1:].split("=", 1) for line in text.splitlines() if line.startswith("#"))
+
+
+def fetch(chrom, start, end):
+    with pysam.FastaFile(MINI) as fasta:
+        return fasta.fetch(chrom, start, end)
+
+
+def write_fasta(path, records):
+    path.write_text("".join(f">{name}\n{seq}\n" for name, seq in records))
+    return str(path)
+
+
+def check_tiling(units, chrom, start, end):
+    """BED rows of one chrom tile [start, end) exactly."""
+    spans = sorted((int(r[1]), int(r[2])) for r in units if r[0] == chrom)
+    assert spans[0][0] == start and spans[-1][1] == end
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a < b for a, b in spans)
+    return spans
+
+
+# --------------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("verb", [[], ["embed"], ["tokenize"], ["windows"], ["info"], ["pretrain"], ["evaluate"],
+                                  ["predict"], ["predict", "promoter"]])
+def test_every_help_has_an_example(verb):
+    result = ok(*verb, "--help")
+    assert "Example" in result.stdout and "mxdna " in result.stdout
+
+
+# --------------------------------------------------------------------------- embed
+
+
+def test_embed_npy_rows_match_the_index_and_the_metadata(models, tmp_path):
+    out = tmp_path / "emb.npy"
+    ok("embed", MINI, "-r", "CHROMOSOME_I:1-3000", "--bed", DATA / "regions.bed", "-w", 500, "-o", out,
+       "-m", models.mlm, "-q")
+    matrix = np.load(out)
+    columns, index = table(tmp_path / "emb.index.tsv")
+    assert columns == ["name", "chrom", "start", "end", "strand", "n_fraction", "soft_masked_fraction"]
+    assert matrix.shape == (len(index), 32) == (5, 32) and np.isfinite(matrix).all()
+    assert [r[0] for r in index] == ["CHROMOSOME_I:1-3000", "ce_first100", "ce_last100", "dm_softmask_to_N",
+                                     "22:20608432-20611431:991-1010"]
+    assert [(r[1], int(r[2]), int(r[3]), r[4]) for r in index][2] == ("CHROMOSOME_I", 2900, 3000, "-")
+    seq = fetch("NC_004353.4", 1000, 2100)
+    n_frac = sum(c in "Nn" for c in seq) / len(seq)
+    soft = sum(c.islower() for c in seq) / len(seq)
+    assert float(index[3][5]) == pytest.approx(n_frac, abs=1e-6) and 0 < n_frac < 1
+    assert float(index[3][6]) == pytest.approx(soft, abs=1e-6) and 0 < soft < 1
+    assert len({tuple(np.round(r, 5)) for r in matrix}) == 5  # different sequences, different rows
+    meta = json.loads((tmp_path / "emb.npy.json").read_text())
+    assert meta["model_sha256"] == read_info(models.mlm).sha256
+    assert (meta["window"], meta["stride"], meta["pooling"], meta["strand"]) == (500, 375, "mean", "forward")
+    assert (meta["layer"], meta["dtype"], meta["shape"]) == (1, "float32", [5, 32])
+
+
+def test_the_same_sequence_as_record_region_and_bed_line_embeds_the_same(models, tmp_path):
+    piece = fetch("CHROMOSOME_I", 100, 900)
+    # other records of other lengths, so that the piece is padded differently in each batch
+    fasta = write_fasta(tmp_path / "piece.fa", [("other", fetch("NC_004353.4", 0, 2000)), ("piece", piece)])
+    bed = tmp_path / "piece.bed"
+    bed.write_text("CHROMOSOME_I\t0\t1500\tlong\t0\t+\nCHROMOSOME_I\t100\t900\tpiece\t0\t+\n")
+    common = ("-w", 300, "-m", models.mlm, "-q")
+    ok("embed", fasta, "-o", tmp_path / "record.npy", *common)
+    ok("embed", MINI, "-r", "CHROMOSOME_I:101-900", "-r", "NC_004353.4:1-50", "-o", tmp_path / "region.npy", *common)
+    ok("embed", MINI_BGZ, "--bed", bed, "-o", tmp_path / "bed.npy", *common)
+    record = np.load(tmp_path / "record.npy")[1]
+    region = np.load(tmp_path / "region.npy")[0]
+    from_bed = np.load(tmp_path / "bed.npy")[1]
+    np.testing.assert_allclose(region, record, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(from_bed, record, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(np.load(tmp_path / "bed.npy")[0], record, atol=1e-3)
+
+
+def test_reverse_strand_is_the_forward_strand_of_the_reverse_complement(models, tmp_path):
+    rc = write_fasta(tmp_path / "rc.fa", [("rc", reverse_complement(fetch("CHROMOSOME_I", 0, 3000)))])
+    bed = tmp_path / "minus.bed"
+    bed.write_text("CHROMOSOME_I\t0\t3000\tminus\t0\t-\n")
+    common = ("-w", 1000, "-m", models.mlm, "-q")
+    ok("embed", MINI, "-r", "CHROMOSOME_I:1-3000", "--strand", "reverse", "-o", tmp_path / "rev.npy", *common)
+    ok("embed", rc, "-o", tmp_path / "rc.npy", *common)
+    ok("embed", MINI, "--bed", bed, "-o", tmp_path / "bed.npy", *common)
+    ok("embed", MINI, "-r", "CHROMOSOME_I:1-3000", "-o", tmp_path / "fwd.npy", *common)
+    ok("embed", MINI, "-r", "CHROMOSOME_I:1-3000", "--strand", "both", "-o", tmp_path / "both.npy", *common)
+    reverse, of_rc, from_bed = (np.load(tmp_path / f"{n}.npy")[0] for n in ("rev", "rc", "bed"))
+    forward, both = np.load(tmp_path / "fwd.npy")[0], np.load(tmp_path / "both.npy")[0]
+    np.testing.assert_allclose(reverse, of_rc, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(from_bed, of_rc, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(forward, reverse, atol=1e-3)
+    np.testing.assert_allclose(both, (forward + reverse) / 2, rtol=1e-4, atol=1e-5)
+    assert rows((tmp_path / "both.index.tsv").read_text())[1][4] == "."
+
+
+def test_windowed_pooling_matches_the_per_token_output(models, tmp_path):
+    regions = ("-r", "CHROMOSOME_I:1-3000", "-r", "NC_004353.4:501-2900", "--bed", DATA / "regions.bed")
+    common = ("-w", 700, "-m", models.mlm, "-q", *regions)
+    ok("embed", MINI, "--pool", "none", "-o", tmp_path / "tok.npy", *common)
+    ok("embed", MINI, "--pool", "mean", "-o", tmp_path / "mean.npy", *common)
+    ok("embed", MINI, "--pool", "max", "-o", tmp_path / "max.tsv", *common)
+    tokens = np.load(tmp_path / "tok.npy")
+    token_columns, token_index = table(tmp_path / "tok.index.tsv")
+    assert token_columns == ["record", "chrom", "centre", "unit_start", "unit_end", "strand"]
+    assert len(token_index) == len(tokens)
+    record_columns, records = table(tmp_path / "tok.records.tsv")
+    assert record_columns[-2:] == ["first_row", "n_tokens"] and len(records) == 6
+    mean = np.load(tmp_path / "mean.npy")
+    _, max_rows = table(tmp_path / "max.tsv")
+    maxima = np.array([[float(v) for v in r[7:]] for r in max_rows])
+    for i, record in enumerate(records):
+        first, n = int(record[-2]), int(record[-1])
+        assert n > 0 and all(r[0] == record[0] for r in token_index[first : first + n])
+        np.testing.assert_allclose(tokens[first : first + n].mean(axis=0), mean[i], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(tokens[first : first + n].max(axis=0), maxima[i], rtol=2e-5, atol=1e-6)
+        # token coordinates: the units tile the region and each centre lies in its unit
+        units = [(r[1], int(r[3]), int(r[4]), int(r[2])) for r in token_index[first : first + n]]
+        check_tiling([(c, a, b) for c, a, b, _ in units], record[1], int(record[2]), int(record[3]))
+        assert all(a <= centre < b for _, a, b, centre in units)
+    assert count_windows(3000, 700, 525) == 6  # the first record was read in 6 stitched windows
+
+
+def test_tsv_output_options_and_layers(models, tmp_path):
+    common = ("-r", "CHROMOSOME_I:1-400", "-m", models.mlm, "-q")
+    default = ok("embed", MINI, *common)
+    meta = header_meta(default.stdout)
+    assert (meta["layer"], meta["pooling"], meta["model"]) == ("1", "mean", "tiny")
+    columns, (row,) = rows(default.stdout)[0], rows(default.stdout)[1:]
+    assert columns[:7] == ["name", "chrom", "start", "end", "strand", "n_fraction", "soft_masked_fraction"]
+    assert len(row) == 7 + 32
+    last = ok("embed", MINI, "--layer", "-1", *common)
+    assert rows(last.stdout)[1] == row
+    first = ok("embed", MINI, "--layer", "0", *common)
+    assert header_meta(first.stdout)["layer"] == "0" and rows(first.stdout)[1][7:] != row[7:]
+    per_token = ok("embed", MINI, "--pool", "none", *common)
+    assert rows(per_token.stdout)[0][:6] == ["record", "chrom", "centre", "unit_start", "unit_end", "strand"]
+    check_tiling([(r[1], int(r[3]), int(r[4])) for r in rows(per_token.stdout)[1:]], "CHROMOSOME_I", 0, 400)
+    ok("embed", MINI, "-o", tmp_path / "half.npy", "--dtype-out", "float16", *common)
+    half = np.load(tmp_path / "half.npy")
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half[0], [float(v) for v in row[7:]], rtol=2e-3, atol=2e-3)
+    bf16 = ok("embed", MINI, "--dtype", "bfloat16", "--device", "cpu", *common)
+    assert header_meta(bf16.stdout)["dtype"] == "bfloat16"
+    assert np.allclose([float(v) for v in rows(bf16.stdout)[1][7:]], [float(v) for v in row[7:]], atol=0.25)
+
+
+def test_stdin_streams_gzip_and_plain_and_cls_pooling(models):
+    plain = ok("embed", "-", "--pool", "cls", "-w", 1200, "-m", models.mlm, "-q", input=Path(MINI).read_bytes())
+    gzipped = ok("embed", MINI_GZ, "--pool", "cls", "-w", 1200, "-m", models.mlm, "-q")
+    assert [r[0] for r in rows(plain.stdout)[1:]] == list(LENGTHS)
+    assert rows(plain.stdout)[1:] == rows(gzipped.stdout)[1:]
+
+
+# --------------------------------------------------------------------------- tokenize
+
+
+def test_tokenize_units_tile_every_record_and_tokens_are_valid_bed12(models, tmp_path):
+    units_path, tokens_path = tmp_path / "units.bed", tmp_path / "tokens.bed"
+    result = ok("tokenize", MINI_BGZ, "-w", 400, "--stride", 300, "--export-bed", units_path, "--tokens", tokens_path,
+                "--summary", tmp_path / "lengths.tsv", "--plot", tmp_path / "lengths.png", "-m", models.mlm)
+    assert result.stdout == ""
+    units = rows(units_path.read_text())
+    meta = header_meta(units_path.read_text())
+    assert (meta["window"], meta["stride"], meta["model_sha256"]) == ("400", "300", read_info(models.mlm).sha256)
+    by_chrom = {chrom: check_tiling(units, chrom, 0, length) for chrom, length in LENGTHS.items()}
+    for chrom, start, end, name, score, strand in units:
+        match = UNIT_NAME.match(name)
+        assert match and strand == "+" and 0 <= int(score) <= 1000
+        length, expert = int(match[1]), int(match[2])
+        assert length == expert + 1 and (match[3] or int(end) - int(start) == length)
+    # tokens: one per unit, numbered in order; blocks inside the token's span; the own unit among them
+    tokens = rows(tokens_path.read_text())
+    assert len(tokens) == len(units)
+    wider = 0
+    for fields in tokens:
+        chrom, start, end, name = fields[0], int(fields[1]), int(fields[2]), int(fields[3])
+        assert 0 <= int(fields[4]) <= 1000 and (int(fields[6]), int(fields[7])) == (start, end)
+        count = int(fields[9])
+        sizes = [int(v) for v in fields[10].split(",")]
+        offsets = [int(v) for v in fields[11].split(",")]
+        blocks = [(start + o, start + o + s) for o, s in zip(offsets, sizes)]
+        assert len(blocks) == count and blocks[0][0] == start and blocks[-1][1] == end
+        assert all(a < b for a, b in blocks) and all(x[1] < y[0] for x, y in zip(blocks, blocks[1:]))
+        own = by_chrom[chrom][name]
+        assert any(a <= own[0] and own[1] <= b for a, b in blocks)
+        wider += (end - start) > (own[1] - own[0])
+    assert wider > len(tokens) // 4  # the offsets make tokens read neighbouring units
+    columns, counts = table(tmp_path / "lengths.tsv")
+    assert columns == ["length", "count", "fraction"]
+    assert sum(int(r[1]) for r in counts) == len(units)
+    assert (tmp_path / "lengths.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "mean unit length" not in result.stderr  # the table went to --summary
+
+
+def test_tokenize_min_weight_shrinks_token_footprints(models, tmp_path):
+    def blocks_total(min_weight):
+        out = ok("tokenize", MINI, "-r", "CHROMOSOME_I:1-600", "--tokens", "-", "--min-weight", min_weight,
+                 "-m", models.mlm, "-q").stdout
+        return sum(int(r[2]) - int(r[1]) for r in rows(out))
+
+    assert blocks_total(1.5) < blocks_total(0.05)
+
+
+def test_tokenize_regions_map_to_genome_positions_on_both_strands(models, tmp_path):
+    seq = fetch("CHROMOSOME_I", 1000, 1800)
+    fasta = write_fasta(tmp_path / "same.fa", [("fwd", seq), ("rev", reverse_complement(seq))])
+    bed = tmp_path / "r.bed"
+    bed.write_text("CHROMOSOME_I\t1000\t1800\tplus\t0\t+\nCHROMOSOME_I\t1000\t1800\tminus\t0\t-\n")
+    common = ("-w", 300, "-m", models.mlm, "-q")
+    from_records = rows(ok("tokenize", fasta, "--export-bed", "-", *common).stdout)
+    from_bed = rows(ok("tokenize", MINI, "--bed", bed, "--export-bed", "-", *common).stdout)
+    from_region = rows(ok("tokenize", MINI, "-r", "CHROMOSOME_I:1001-1800", "--export-bed", "-", *common).stdout)
+    plus, minus = from_bed[: len(from_bed) // 2], from_bed[len(from_bed) // 2 :]
+    assert {r[5] for r in plus} == {"+"} and {r[5] for r in minus} == {"-"}
+    check_tiling(plus, "CHROMOSOME_I", 1000, 1800)
+    check_tiling(minus, "CHROMOSOME_I", 1000, 1800)
+    shifted = [("CHROMOSOME_I", str(int(a) + 1000), str(int(b) + 1000), n, s, "+")
+               for c, a, b, n, s, _ in from_records if c == "fwd"]
+    assert [tuple(r) for r in plus] == shifted == [tuple(r) for r in from_region]
+    mirrored = sorted(("CHROMOSOME_I", str(1800 - int(b)), str(1800 - int(a)), n, s, "-")
+                      for c, a, b, n, s, _ in from_records if c == "rev")
+    assert [tuple(r) for r in minus] == mirrored
+    assert shifted != [(c, a, b, n, s, "+") for c, a, b, n, s, _ in mirrored]  # the strands differ
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def test_predict_tsv_and_bigwig_track_agree(models, tmp_path):
+    track = tmp_path / "p.bw"
+    ok("predict", "promoter", MINI, "-m", models.clf, "--track", track, "-q")
+    windows = [("CHROMOSOME_I", 0), ("CHROMOSOME_I", 350), ("CHROMOSOME_I", 2900), ("22:20608432-20611431", 1000)]
+    bed = tmp_path / "w.bed"
+    bed.write_text("".join(f"{c}\t{a}\t{a + 100}\tw{i}\t0\t+\n" for i, (c, a) in enumerate(windows)))
+    result = ok("predict", "promoter", MINI, "-m", models.clf, "--bed", bed, "-q")
+    assert rows(result.stdout)[0] == ["id", "chrom", "start", "end", "strand", "probability", "label"]
+    predictions = rows(result.stdout)[1:]
+    assert [r[0] for r in predictions] == ["w0", "w1", "w2", "w3"]
+    with pyBigWig.open(str(track)) as bw:
+        assert bw.chroms() == LENGTHS
+        for (chrom, start), row in zip(windows, predictions):
+            probability = float(row[5])
+            assert 0 <= probability <= 1 and row[6] == ("promoter" if probability > 0.5 else "non_promoter")
+            values = np.array(bw.values(chrom, start + 25, start + 75))
+            np.testing.assert_allclose(values, probability, rtol=1e-5, atol=1e-6)
+        assert np.isnan(bw.values("CHROMOSOME_I", 0, 25)).all()  # the first window's edge has no value
+        assert not np.isnan(bw.values("CHROMOSOME_I", 25, 2975)).any()
+        assert len(set(np.round(bw.values("CHROMOSOME_I", 25, 2975), 6))) > 10
+    meta = json.loads((tmp_path / "p.bw.json").read_text())
+    assert (meta["window"], meta["step"], meta["model"]) == (100, 50, "promoter-tiny")
+
+
+def test_predict_both_strands_averages(models, tmp_path):
+    common = ("promoter", MINI, "-r", "CHROMOSOME_I:201-300", "-m", models.clf, "-q")
+    probability = {s: float(rows(ok("predict", *common, "--strand", s).stdout)[1][5]) for s in ("forward", "reverse", "both")}
+    assert probability["both"] == pytest.approx((probability["forward"] + probability["reverse"]) / 2, abs=2e-6)
+
+
+def test_predict_refuses_without_a_classifier(models, tmp_path, monkeypatch):
+    import mxdna_cli
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(mxdna_cli, "bundled_weights_dir", lambda: empty)
+    monkeypatch.delenv("MXDNA_WEIGHTS", raising=False)
+    result = run("predict", "promoter", MINI)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "mxdna: error: no promoter classifier is bundled yet; train one with `mxdna finetune` or pass --model"
+    )
+    # a classifier found through $MXDNA_WEIGHTS is used
+    assert run("predict", "promoter", MINI, "-r", "CHROMOSOME_I:1-100", "-q",
+               env={"MXDNA_WEIGHTS": models.clf}).exit_code == 0
+    masked_lm = run("predict", "promoter", MINI, "-m", models.mlm, "-q")
+    assert masked_lm.exit_code == 2 and "not a classifier" in masked_lm.stderr
+
+
+# --------------------------------------------------------------------------- windows, info
+
+
+def test_windows_prints_the_plan_without_a_model(tmp_path):
+    bed = tmp_path / "w.bed"
+    bed.write_text("CHROMOSOME_I\t100\t2600\tm\t0\t-\n")
+    result = ok("windows", MINI, "-w", 1000, "--stride", 750, "--batch-tokens", 4000,
+                env={"MXDNA_WEIGHTS": str(tmp_path / "no-such-model")})
+    header, plan = rows(result.stdout)[0], rows(result.stdout)[1:]
+    assert header == ["record", "chrom", "strand", "start", "end", "keep_start", "keep_end"]
+    assert len(plan) == 3 * count_windows(3000, 1000, 750) == 12
+    for chrom in LENGTHS:
+        keeps = [(int(r[5]), int(r[6])) for r in plan if r[1] == chrom]
+        check_tiling([(chrom, a, b) for a, b in keeps], chrom, 0, 3000)
+    assert "12 windows" in result.stderr and "9,000 nt" in result.stderr and "~4 batches" in result.stderr
+    minus = rows(ok("windows", MINI, "--bed", bed, "-w", 1000, "-q").stdout)[1:]
+    assert [(r[2], int(r[3]), int(r[4])) for r in minus] == [("-", 1600, 2600), ("-", 850, 1850), ("-", 100, 1100)]
+
+
+def test_info_lists_models_device_and_versions(models):
+    env = {"MXDNA_WEIGHTS": str(models.root)}
+    text = ok("info", env=env).stdout
+    assert "tiny" in text and "promoter-tiny" in text and "random weights" in text and "torch" in text
+    data = json.loads(ok("info", "--json", "--verify", env=env).stdout)
+    by_name = {m["name"]: m for m in data["models"]}
+    expected = sum(p.numel() for p in MxDNAForMaskedLM(ModelConfig.preset("tiny")).state_dict().values())
+    assert by_name["tiny"]["parameters"] == expected
+    assert by_name["tiny"]["sha256"] == read_info(models.mlm).sha256 and by_name["tiny"]["sha256_ok"]
+    assert by_name["promoter-tiny"]["task"] == "classification" and not by_name["tiny"]["trained"]
+    assert data["environment"]["cpu_threads"] >= 1 and "torch" in data["environment"]["versions"]
+
+
+# --------------------------------------------------------------------------- pretrain, evaluate
+
+
+def test_pretrain_plot_export_resume_and_evaluate(tmp_path):
+    run_dir, export = tmp_path / "run", tmp_path / "export"
+    common = ("--preset", "tiny", "--window", 96, "--batch-size", 4, "--warmup", 1, "--eval-every", 2,
+              "--eval-windows", 4, "--heldout", "pretrain_small.fa//*Scer*", "--threads", 1, "--device", "cpu")
+    ok("pretrain", DATA / "pretrain_small.fa", "--out", run_dir, "--steps", 4, *common,
+       "--plot", tmp_path / "loss.png", "--export", export, "-q")
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert read_info(export).task == "masked_lm" and read_info(export).extra["steps"] == 4
+    result = ok("pretrain", DATA / "pretrain_small.fa", "--out", run_dir, "--steps", 6, *common)
+    assert "resumed" in result.stderr and "step 6/6" in result.stderr
+    log = rows((run_dir / "log.tsv").read_text())[1:]
+    assert [r[0] for r in log if r[1] == "train"] == ["1", "2", "3", "4", "5", "6"]
+    assert len([r for r in log if r[1] == "validation"]) == 3
+    evaluation = ("evaluate", DATA / "pretrain_small.fa", "-m", export, "--window", 96, "--max-windows", 8, "-t", 1)
+    first, second = ok(*evaluation), ok(*evaluation, "-q")
+    assert first.stdout == second.stdout  # seeded
+    columns, (row,) = rows(first.stdout)[0], rows(first.stdout)[1:]
+    values = dict(zip(columns, row))
+    assert 0 <= float(values["accuracy"]) <= 1 and int(values["masked"]) > 0 and int(values["windows"]) == 8
+    assert "accuracy" in first.stderr
+    other_seed = ok(*evaluation, "--seed", 7, "-q")
+    assert rows(other_seed.stdout)[1] != row
+
+
+# --------------------------------------------------------------------------- pipes
+
+
+def test_stdin_and_stdout_in_a_real_shell_pipeline(models, tmp_path):
+    mxdna = Path(sys.executable).parent / "mxdna"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    head = subprocess.run(
+        f"cat {MINI} | {mxdna} tokenize - --export-bed - -m {models.mlm} -t 1 -q | grep -v '^#' | head -n 5",
+        shell=True, capture_output=True, text=True, env=env, executable="/bin/bash",
+    )
+    assert head.returncode == 0 and "Traceback" not in head.stderr
+    lines = rows(head.stdout)
+    assert len(lines) == 5 and lines[0][:2] == ["CHROMOSOME_I", "0"] and UNIT_NAME.match(lines[0][3])
+    full = subprocess.run(
+        f"set -o pipefail; zcat {MINI_GZ} | {mxdna} embed - -w 800 -m {models.mlm} -t 1 | cut -f 1-4",
+        shell=True, capture_output=True, text=True, env=env, executable="/bin/bash",
+    )
+    assert full.returncode == 0, full.stderr
+    assert rows(full.stdout)[1:] == [[name, name, "0", "3000"] for name in LENGTHS]
+    assert "mxdna embed: 3 records" in full.stderr  # the summary goes to stderr, never into the data
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _bad_inputs(tmp_path, models):
+    (tmp_path / "notfasta.txt").write_text("this is not a FASTA file\nACGT\n")
+    (tmp_path / "bad.bed").write_text("CHROMOSOME_I\t10\tx20\n")
+    good = "ACGT" * 200
+    (tmp_path / "empty_second.fa").write_text(f">a\n{good}\n>b\n\n>c\nACGT\n")
+    (tmp_path / "bad_letter.fa").write_text(f">a\n{good}\n>b\nACGTJACGT\n")
+    m = ("-m", models.mlm, "-q")
+    out = tmp_path / "out"
+    return [
+        (1, "file not found", ["embed", tmp_path / "missing.fa", "-o", f"{out}.npy", *m]),
+        (1, "not FASTA", ["embed", tmp_path / "notfasta.txt", "-o", f"{out}.tsv", *m]),
+        (1, "not an integer", ["embed", MINI, "--bed", tmp_path / "bad.bed", "-o", f"{out}.npy", *m]),
+        (1, "unknown contig", ["embed", MINI, "-r", "chrZ:1-10", "-o", f"{out}.npy", *m]),
+        (1, "ends past the end", ["tokenize", MINI, "-r", "CHROMOSOME_I:2990-3010", "--export-bed", f"{out}.bed", *m]),
+        (1, "empty sequence", ["embed", tmp_path / "empty_second.fa", "-w", 100, "-o", f"{out}.tsv", *m]),
+        (1, "not a DNA letter", ["tokenize", tmp_path / "bad_letter.fa", "--export-bed", f"{out}.bed", *m]),
+        (1, "plain gzip", ["embed", MINI_GZ, "-r", "CHROMOSOME_I:1-10", "-o", f"{out}.npy", *m]),
+        (1, "not found", ["embed", MINI, "-o", f"{out}.npy", "-m", tmp_path / "no-model", "-q"]),
+        (2, "stdin", ["embed", "-", "-r", "CHROMOSOME_I:1-10", "-o", f"{out}.npy", *m]),
+        (2, "stdout", ["embed", MINI, "-o", "-", "--format", "npy", *m]),
+        (2, "stdout", ["predict", "promoter", MINI, "-m", models.clf, "--track", "-", "-q"]),
+        (2, "choose one", ["predict", "promoter", MINI, "-m", models.clf, "-o", f"{out}.tsv", "--track", f"{out}.bw"]),
+        (2, "--strand both", ["embed", MINI, "--pool", "none", "--strand", "both", "-o", f"{out}.npy", *m]),
+        (2, "--strand both", ["tokenize", MINI, "--strand", "both", "--export-bed", f"{out}.bed", *m]),
+        (2, "float16", ["embed", MINI, "--dtype", "float16", "--device", "cpu", "-o", f"{out}.npy", *m]),
+        (2, "--stride", ["embed", MINI, "-w", 100, "--stride", 200, "-o", f"{out}.npy", *m]),
+        (2, "--pool", ["embed", MINI, "--pool", "avg", "-o", f"{out}.npy", *m]),
+        (2, "No such option", ["embed", MINI, "--no-such-option", *m]),
+        (2, "does not exist", ["embed", MINI, "-o", tmp_path / "no-folder" / "x.npy", *m]),
+        (2, "format", ["embed", MINI, "-o", f"{out}.h5", *m]),
+        (2, "region", ["embed", MINI, "-r", "CHROMOSOME_I", "-o", f"{out}.npy", *m]),
+    ]
+
+
+def test_bad_input_gives_one_line_an_exit_code_and_no_output(models, tmp_path):
+    failures = []
+    for number, (code, fragment, args) in enumerate(_bad_inputs(tmp_path, models)):
+        before = sorted(p.name for p in tmp_path.iterdir())
+        result = run(*args)
+        lines = result.stderr.strip().splitlines()
+        after = sorted(p.name for p in tmp_path.iterdir())
+        problems = []
+        if result.exit_code != code:
+            problems.append(f"exit {result.exit_code}, wanted {code}")
+        if len(lines) != 1 or not lines[0].startswith("mxdna: error: ") or fragment not in lines[0]:
+            problems.append(f"stderr {result.stderr!r}")
+        if "Traceback" in result.stderr or result.stdout:
+            problems.append(f"stdout {result.stdout!r}")
+        if after != before:
+            problems.append(f"left {set(after) - set(before)}")
+        if problems:
+            failures.append(f"case {number} {[str(a) for a in args[:3]]}: {'; '.join(problems)}")
+    assert not failures, "\n".join(failures)
