@@ -69,6 +69,7 @@ class PretrainSettings:
     threads: int = 2
     device: str = "auto"
     log_every: int = 1
+    init_from: str | None = None  # a model folder to start from (warm start; ignored when resuming)
     heldout: list = field(default_factory=lambda: [list(item) if isinstance(item, tuple) else item for item in HELDOUT_SEQUENCES])
 
 
@@ -191,6 +192,8 @@ class Pretrainer:
         if (self.out / CHECKPOINT).is_file() and not restart:
             self._resume()
         else:
+            if settings.init_from:
+                self._warm_start(settings.init_from)
             self._write_log_header()
         (self.out / SETTINGS).write_text(json.dumps(asdict(settings), indent=2) + "\n")
 
@@ -241,6 +244,17 @@ class Pretrainer:
         self.step, self.nucleotides, self.seconds = state["step"], state["nucleotides"], state["seconds"]
         self._truncate_log(self.step)
         self.say(f"resumed {self.out} at step {self.step}")
+
+    def _warm_start(self, folder: str) -> None:
+        """Start from a saved model's weights (fresh optimiser and schedule), e.g. the bundled model
+        when a run's checkpoint was lost with its machine."""
+        from mxdna_cli.weights import load_model
+
+        model, info = load_model(folder)
+        if info.task != "masked_lm" or info.config != self.config:
+            raise UsageError(f"{folder}: a {info.task} model with another config cannot seed a '{self.settings.preset}' run")
+        self.model.load_state_dict(model.state_dict())
+        self.say(f"starting from the weights of {folder}")
 
     def _truncate_log(self, step: int) -> None:
         """Drop log rows written after the checkpoint: they will be recomputed identically."""

@@ -106,3 +106,14 @@ def test_all_n_input_is_refused(tmp_path):
     fasta.write_text(">allN\n" + "N" * 500 + "\n")
     with pytest.raises(DataError, match="N"):
         Pretrainer(settings(tmp_path / "run", inputs=[str(fasta)], heldout=[]))
+
+
+def test_warm_start_copies_the_weights_of_a_saved_model(tmp_path):
+    Pretrainer(settings(tmp_path / "first")).run(stop_after_steps=2)
+    export_checkpoint(tmp_path / "first", tmp_path / "model", half=False)
+    warm = Pretrainer(settings(tmp_path / "second", init_from=str(tmp_path / "model")), say=lambda _: None)
+    saved, _ = load_model(tmp_path / "model")
+    for (name, a), (_, b) in zip(warm.model.state_dict().items(), saved.state_dict().items()):
+        assert torch.equal(a, b), name
+    with pytest.raises(UsageError, match="cannot seed"):
+        Pretrainer(settings(tmp_path / "third", init_from=str(tmp_path / "model"), preset="small"))
