@@ -81,9 +81,10 @@ def save_model(
         raise TypeError(f"cannot save a {type(model).__name__}")
     storage = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to("cpu", storage).contiguous() for k, v in model.state_dict().items()}
-    config_json = json.dumps(model.config.to_dict())
     tmp = folder / (TENSOR_FILE + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "config": config_json, "task": task})
+    # One metadata key: safetensors writes several keys in random order, which would change the SHA-256.
+    metadata = json.dumps({"format_version": FORMAT_VERSION, "task": task, "config": model.config.to_dict()}, sort_keys=True)
+    save_file(tensors, str(tmp), metadata={"mxdna": metadata})
     os.replace(tmp, folder / TENSOR_FILE)
     card = {
         "format_version": FORMAT_VERSION,

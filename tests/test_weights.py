@@ -145,3 +145,9 @@ def test_reference_checkpoint_with_a_missing_key_is_refused(tmp_path):
     save_file(reference, str(tmp_path / "model.safetensors"))
     with pytest.raises(DataError, match="missing key model.tokenizer.router.weight"):
         weights.load_reference_checkpoint(tmp_path / "model.safetensors", TINY)
+
+
+def test_saving_the_same_model_twice_gives_the_same_checksum(tmp_path):
+    model = MxDNAForMaskedLM(TINY)
+    hashes = {weights.save_model(model, tmp_path / str(i)).sha256 for i in range(4)}
+    assert len(hashes) == 1
