@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import time
@@ -49,12 +48,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mxdna_cli import sequence as vocab
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.bed import read_bed
-from mxdna_cli.io.fasta import IndexedFasta, check_input_file, iter_fasta_records, open_text_input
+from mxdna_cli.io.fasta import IndexedFasta, check_input_file, open_text_input
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import POOLINGS, MxDNAForSequenceClassification, pad_batch
 from mxdna_cli.train.metrics import METRIC_NAMES, classification_metrics
@@ -176,7 +174,7 @@ def _check_sequence(sequence: str, where: str) -> str:
 def read_table(path: str) -> LabeledExamples:
     """A CSV/TSV file with `sequence` and `label` columns (header required, any column order)."""
     check_input_file(path)
-    lowered = path.lower()
+    lowered = Path(path).name.lower()
     examples = LabeledExamples()
     try:
         with open_text_input(path) as handle:
@@ -218,14 +216,25 @@ def read_table(path: str) -> LabeledExamples:
 
 
 def read_fasta_class(path: str, label: str | None = None) -> LabeledExamples:
-    """Every record of a FASTA file, all with one label (default: the file name's stem)."""
+    """Every record of a FASTA file (plain or gzip), all with one label (default: the file name's stem).
+
+    Unlike a genome, a labelled set may repeat record names (CNNProm's headers are gene
+    descriptions), so names are not required to be unique here.
+    """
+    from mxdna_cli.io.fasta import _raw_entries  # the package's parser, without the unique-name rule
+
+    check_input_file(path)
     label = label if label is not None else file_stem(path)
     examples = LabeledExamples()
-    for number, record in enumerate(iter_fasta_records(path), start=1):
-        where = f"{path}: record {number} '{record.name}'"
-        examples.sequences.append(_check_sequence(record.sequence, where))
+    for number, (name, sequence, quality) in enumerate(_raw_entries(path), start=1):
+        where = f"{path}: record {number} '{name}'"
+        if quality is not None:
+            raise DataError(f"{where} is FASTQ; FASTA needed")
+        examples.sequences.append(_check_sequence(sequence, where))
         examples.labels.append(label)
         examples.sources.append(where)
+    if not examples.sequences:
+        raise DataError(f"{path}: no FASTA records found")
     return examples
 
 
@@ -683,7 +692,6 @@ def run_finetune(settings: FinetuneSettings, progress: Callable[[int, dict], Non
     evaluations_since_best = 0
     stopped_early = False
     step = 0
-    epoch = 0
     while step < total_steps and not stopped_early:
         order = order_rng.permutation(len(train_ids))
         for start in range(0, len(order), settings.batch_size):
@@ -715,7 +723,6 @@ def run_finetune(settings: FinetuneSettings, progress: Callable[[int, dict], Non
                         break
             if step >= total_steps:
                 break
-        epoch += 1
 
     model.load_state_dict(best["state"])
     model.eval()
