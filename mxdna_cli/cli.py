@@ -287,7 +287,7 @@ class StderrReporter(engine.Reporter):
 
 
 def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}" + ("" if count == 1 else "s")
+    return f"{count:,} {word}" + ("" if count == 1 else "es" if word.endswith("ch") else "s")
 
 
 def _report(verb: str, summary: engine.Summary, quiet: bool, what: str = "record") -> None:
@@ -575,9 +575,9 @@ def windows(
         inputs.close()
     if not quiet:
         _stderr(
-            f"{PROG} windows: {summary.targets:,} records/regions, {summary.windows:,} windows, "
-            f"{summary.nucleotides:,} nt, {summary.extra['positions']:,} input positions (tokens budgeted by "
-            f"--batch-tokens), ~{summary.extra['batches']:,} batches of <= {batch_tokens:,}"
+            f"{PROG} windows: {_plural(summary.targets, 'sequence')}, {_plural(summary.windows, 'window')}, "
+            f"{summary.nucleotides:,} nt, {summary.extra['positions']:,} input positions (the tokens that "
+            f"--batch-tokens budgets), ~{_plural(summary.extra['batches'], 'batch')} of <= {batch_tokens:,}"
         )
 
 
@@ -600,10 +600,12 @@ def info(
     from rich.table import Table
 
     console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=200)  # a pipe or a file: do not fold the table to 80 columns
     if models:
         table = Table(title="Bundled models", title_justify="left")
         for column in ("name", "task", "preset / config", "parameters", "sha256", "trained"):
-            table.add_column(column, overflow="fold")
+            table.add_column(column, no_wrap=column in ("name", "parameters", "sha256"))
         for row in models:
             sha = row["sha256"][:16] + "…"
             if verify:
@@ -695,8 +697,6 @@ def pretrain(
     """
     from mxdna_cli.train.pretrain import PretrainSettings, Pretrainer, export_checkpoint, plot_log
 
-    if plot is not None:
-        engine.check_output(plot, allow_stdout=False, what="--plot")
     values = dict(
         inputs=list(inputs), out_dir=out, preset=preset, window=window, batch_size=batch_size, grad_accum=grad_accum,
         steps=steps, lr=lr, warmup=warmup, seed=seed, eval_every=eval_every, eval_windows=eval_windows,
@@ -708,6 +708,11 @@ def pretrain(
     settings = PretrainSettings(**values)
     engine.pick_device(device)
     trainer = Pretrainer(settings, restart=restart, say=lambda text: None if quiet else _stderr(f"{PROG}: {text}"))
+    if plot is not None:  # checked once the run folder exists: the plot often goes inside it
+        engine.check_output(plot, allow_stdout=False, what="--plot")
+    if len(trainer.validation) == 0 and not quiet:
+        _stderr(f"{PROG}: warning: no held-out sequence matched {settings.heldout} (or none is {window} nt long); "
+                "training runs without validation (see --heldout)")
     progress = _TrainProgress(trainer, quiet)
     try:
         with progress:

@@ -53,7 +53,7 @@ from mxdna_cli.io.writers import (
     TsvWriter,
     atomic_output,
 )
-from mxdna_cli.model.mxdna import MxDNAForSequenceClassification, pad_batch
+from mxdna_cli.model.mxdna import pad_batch
 from mxdna_cli.model.selection import unit_spans
 from mxdna_cli.windows import Window, plan_windows
 
@@ -419,7 +419,12 @@ def load(
     set_threads(threads)
     torch_device = pick_device(device)
     cast = autocast_dtype(dtype, torch_device)
-    folder = model_files.resolve_model(name_or_path)
+    try:
+        folder = model_files.resolve_model(name_or_path)
+    except DataError as error:
+        if name_or_path is not None:
+            raise
+        raise DataError(f"{error}; pass --weights MODEL or set ${model_files.WEIGHTS_ENV}") from None
     module, info = model_files.load_model(folder)
     if not info.trained and reporter is not None:
         reporter.warn(f"model '{info.name}' is untrained (random weights): its outputs are for testing only")
@@ -1128,11 +1133,10 @@ def token_footprints(piece: Piece, min_weight: float) -> list[tuple[list[tuple[i
 
 
 def _genome_blocks(target: Target, strand: str, blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    mapped = []
-    for a, b in blocks:
-        ga, gb = target.to_genome(strand, np.array(a), np.array(b))
-        mapped.append((int(ga), int(gb)))
-    return sorted(mapped)
+    """Model-space blocks (sorted) as sorted forward genome blocks (plain ints: this runs per token)."""
+    if strand == "+":
+        return [(target.start + a, target.start + b) for a, b in blocks]
+    return [(target.end - b, target.end - a) for a, b in reversed(blocks)]
 
 
 def tokenize(inputs: Inputs, loaded: LoadedModel, settings: TokenizeSettings, reporter: Reporter | None = None) -> Summary:
@@ -1315,13 +1319,20 @@ def predict(inputs: Inputs, loaded: LoadedModel, label_index: int, settings: Pre
     limit = MAX_WHOLE_LENGTH_FACTOR * window
     warned = []
 
+    def check_length(target: Target) -> None:
+        if target.length > limit:
+            raise UsageError(
+                f"{target.name}: {target.length:,} nt is too long to classify whole (the classifier was "
+                f"trained on {window} nt); scan it with --track out.bw, or pick --region/--bed"
+            )
+
+    if inputs.known:  # refuse before writing anything
+        for target in inputs.plan():
+            check_length(target)
+
     def tasks() -> Iterator[_WholeTask]:
         for target in inputs.targets():
-            if target.length > limit:
-                raise UsageError(
-                    f"{target.name}: {target.length:,} nt is too long to classify whole (the classifier was "
-                    f"trained on {window} nt); scan it with --track out.bw, or pick --region/--bed"
-                )
+            check_length(target)
             if target.length > 2 * window and not warned:
                 warned.append(True)
                 reporter.warn(f"{target.name}: {target.length:,} nt is classified whole, but the classifier "

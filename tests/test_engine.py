@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pysam
 import pytest
 import torch
 
@@ -211,7 +212,8 @@ def test_cls_pooling_of_a_single_window_is_the_models_cls_state(tiny, tmp_path):
     out = tmp_path / "cls.npy"
     inputs = engine.Inputs(engine.InputSpec(MINI, regions=["CHROMOSOME_I:201-500"]))
     engine.embed(inputs, tiny, engine.EmbedSettings(str(out), pool="cls"))
-    ids = encode(inputs._fasta.fetch(Region("CHROMOSOME_I", 200, 500)))
+    with pysam.FastaFile(MINI) as fasta:
+        ids = encode(fasta.fetch("CHROMOSOME_I", 200, 500))
     with torch.inference_mode():
         expected = tiny.backbone(*pad_batch([ids])).token_hidden[0, 0].numpy()
     np.testing.assert_allclose(np.load(out)[0], expected, rtol=1e-5, atol=1e-6)
