@@ -680,6 +680,11 @@ def pretrain(
     threads: Annotated[int, typer.Option("--threads", "-t", help="CPU threads for torch.", min=1)] = 2,
     device: DeviceOpt = "auto",
     restart: Annotated[bool, typer.Option("--restart", help="Start afresh even if RUN_DIR has a checkpoint.")] = False,
+    init_from: Annotated[
+        Optional[str],
+        typer.Option("--init-from", metavar="MODEL", help="Start from a saved masked-LM model's weights (fresh "
+                     "optimiser), e.g. when a run's checkpoint is lost. Ignored when resuming.", show_default=False),
+    ] = None,
     plot: Annotated[
         Optional[str], typer.Option("--plot", metavar="PNG", help="Write the loss/accuracy curves at the end.",
                                     show_default=False)
@@ -700,7 +705,7 @@ def pretrain(
     values = dict(
         inputs=list(inputs), out_dir=out, preset=preset, window=window, batch_size=batch_size, grad_accum=grad_accum,
         steps=steps, lr=lr, warmup=warmup, seed=seed, eval_every=eval_every, eval_windows=eval_windows,
-        checkpoint_minutes=checkpoint_minutes, threads=threads, device=device,
+        checkpoint_minutes=checkpoint_minutes, threads=threads, device=device, init_from=init_from,
     )
     held = _heldout(heldout)
     if held is not None:
@@ -840,3 +845,74 @@ def evaluate(
 
 if __name__ == "__main__":  # pragma: no cover
     app()
+
+
+@app.command(
+    epilog=_example(
+        "mxdna finetune data/promoter/human_tata_genomic/train.tsv --valid data/promoter/human_tata_genomic/valid.tsv "
+        "--test data/promoter/human_tata_genomic/test.tsv -o weights/promoter-human",
+        "mxdna finetune promoter=prom.fa.gz nonpromoter=background.fa.gz -o my-classifier --epochs 5",
+        "mxdna finetune promoter=tss.bed nonpromoter=random.bed --genome genome.fa -o my-classifier",
+    )
+)
+def finetune(
+    train: Annotated[
+        list[str],
+        typer.Argument(metavar="INPUTS...", help="Labelled sequences: CSV/TSV with sequence,label columns; "
+                       "LABEL=FASTA (one file per class); or BED (+ --genome) with LABEL= or a label column.",
+                       show_default=False),
+    ],
+    out: Annotated[str, typer.Option("--out", "-o", metavar="FOLDER", help="Classifier model folder to write.",
+                                     show_default=False)],
+    valid: Annotated[Optional[list[str]], typer.Option("--valid", help="Given validation inputs (else a seeded "
+                     "split of INPUTS).", show_default=False)] = None,
+    test: Annotated[Optional[list[str]], typer.Option("--test", help="Given test inputs (else a seeded split).",
+                    show_default=False)] = None,
+    genome: Annotated[Optional[str], typer.Option("--genome", help="FASTA that BED inputs refer to.",
+                      show_default=False)] = None,
+    pretrained: Annotated[Optional[str], typer.Option("--pretrained", metavar="MODEL", help="Masked-LM model to "
+                          "start from (default: the bundled model).", show_default=False)] = None,
+    from_scratch: Annotated[bool, typer.Option("--from-scratch", help="Random initialisation of --preset "
+                            "instead of pretrained weights (a baseline).")] = False,
+    preset: Annotated[str, typer.Option("--preset", help="Model size with --from-scratch.")] = "small",
+    pooling: Annotated[str, typer.Option("--pooling", help="decoder ([CLS] through the cross-attention decoder, "
+                       "as the reference) or mean (over tokens).")] = "decoder",
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Stop after this many steps.",
+                         show_default=False)] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warm-up then linear decay).")] = 1e-4,
+    patience: Annotated[int, typer.Option("--patience", min=1, help="Evaluations without a better validation "
+                        "MCC before stopping.")] = 3,
+    eval_every: Annotated[Optional[int], typer.Option("--eval-every", min=1, help="Steps between validations "
+                          "(default: once per epoch).", show_default=False)] = None,
+    class_weighting: Annotated[str, typer.Option("--class-weighting", help="balanced or none.")] = "balanced",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    threads: Annotated[int, typer.Option("--threads", "-t", min=1)] = 2,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Fine-tune a sequence classifier (e.g. promoters) and write it as a model folder with its card.
+
+    Early stopping on validation MCC; test accuracy, F1, MCC, AUROC and AUPRC go into the card.
+    """
+    from mxdna_cli.train.finetune import FinetuneSettings, run_finetune
+
+    engine.pick_device(device)
+    settings = FinetuneSettings(
+        train=list(train), out_dir=out, valid=list(valid or []), test=list(test or []), genome=genome,
+        pretrained=pretrained, from_scratch=from_scratch, preset=preset, pooling=pooling, epochs=epochs,
+        max_steps=max_steps, batch_size=batch_size, lr=lr, patience=patience, eval_every=eval_every,
+        class_weighting=class_weighting, seed=seed, threads=threads, device=device,
+    )
+
+    def progress(step: int, row: dict) -> None:
+        if not quiet and row.get("kind") == "validation":
+            _stderr(f"{PROG}: step {step} val loss {row.get('loss', float('nan')):.4f} "
+                    f"val MCC {row.get('mcc', float('nan')):.4f} val AUROC {row.get('auroc', float('nan')):.4f}")
+
+    result = run_finetune(settings, progress=progress)
+    if not quiet:
+        test_metrics = result["metrics"].get("test", {})
+        shown = ", ".join(f"{k} {test_metrics[k]:.4f}" for k in ("accuracy", "f1", "mcc", "auroc", "auprc") if k in test_metrics)
+        _stderr(f"{PROG} finetune: best step {result['best_step']} of {result['steps']}; test {shown} -> {out}")

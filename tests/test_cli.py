@@ -99,7 +99,7 @@ def check_tiling(units, chrom, start, end):
 
 
 @pytest.mark.parametrize("verb", [[], ["embed"], ["tokenize"], ["windows"], ["info"], ["pretrain"], ["evaluate"],
-                                  ["predict"], ["predict", "promoter"]])
+                                  ["predict"], ["predict", "promoter"], ["finetune"]])
 def test_every_help_has_an_example(verb):
     result = ok(*verb, "--help")
     assert "Example" in result.stdout and "mxdna " in result.stdout
@@ -504,3 +504,33 @@ def test_an_error_midway_through_stdout_output_is_still_one_line(models, tmp_pat
     assert result.exit_code == 1
     assert result.stderr.strip() == "mxdna: error: b: position 5: 'J' is not a DNA letter (ACGT, N or IUPAC)"
     assert len(rows(result.stdout)) > 100  # what already went down a pipe cannot be taken back
+
+
+# --------------------------------------------------------------------------- finetune
+
+
+def test_finetune_writes_a_classifier_that_predict_uses(models, tmp_path):
+    table_path = DATA / "promoter" / "tata_small.tsv"
+    out = tmp_path / "clf"
+    result = ok("finetune", table_path, "-o", out, "--pretrained", models.mlm, "--epochs", "2", "--batch-size", "8",
+                "--threads", "1", "--seed", "3")
+    assert "test" in result.stderr and result.stdout == ""
+    info = read_info(out)
+    assert info.task == "classification" and "promoter" in info.labels
+    assert set(info.extra["metrics"]["test"]) >= {"accuracy", "f1", "mcc", "auroc", "auprc"}
+    fasta = tmp_path / "q.fa"
+    sequences = [line.split("\t")[0] for line in table_path.read_text().splitlines()[1:4]]
+    write_fasta(fasta, [(f"s{i}", s) for i, s in enumerate(sequences)])
+    first = rows(ok("predict", "promoter", fasta, "--model", out).stdout)[1:]  # after the column header
+    again = rows(ok("predict", "promoter", fasta, "--model", out).stdout)[1:]
+    assert [r[0] for r in first] == ["s0", "s1", "s2"] and first == again
+    assert all(0.0 <= float(r[5]) <= 1.0 for r in first)
+
+
+def test_finetune_on_a_single_class_is_a_data_error(tmp_path):
+    single = tmp_path / "one.tsv"
+    single.write_text("sequence,label\n" + "".join(f"{'ACGT' * 10},promoter\n" for _ in range(20)))
+    single = single.rename(tmp_path / "one.csv")
+    result = run("finetune", single, "-o", tmp_path / "clf", "--from-scratch", "--preset", "tiny", "--threads", "1")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "error" in result.stderr
+    assert not (tmp_path / "clf" / "model.safetensors").exists()
