@@ -86,6 +86,7 @@ def save_model(
     metadata = json.dumps({"format_version": FORMAT_VERSION, "task": task, "config": model.config.to_dict()}, sort_keys=True)
     save_file(tensors, str(tmp), metadata={"mxdna": metadata})
     os.replace(tmp, folder / TENSOR_FILE)
+    os.chmod(folder / TENSOR_FILE, 0o644)  # readable by every user of a shared installation
     card = {
         "format_version": FORMAT_VERSION,
         "task": task,
