@@ -70,8 +70,8 @@ class SwiGLU(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
-class EncoderLayer(nn.Module):
-    """Pre-LN block: h += Attn(LN1 h); h += SwiGLU(LN2 h), updating valid rows only."""
+class PreLNBlock(nn.Module):
+    """The parameters shared by self- and cross-attention blocks: LN, attention, LN, SwiGLU."""
 
     def __init__(self, hidden_size, num_heads, intermediate_size, eps):
         super().__init__()
@@ -79,6 +79,10 @@ class EncoderLayer(nn.Module):
         self.attn = Attention(hidden_size, num_heads)
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.ffn = SwiGLU(hidden_size, intermediate_size)
+
+
+class EncoderLayer(PreLNBlock):
+    """Pre-LN block: h += Attn(LN1 h); h += SwiGLU(LN2 h), updating valid rows only."""
 
     def forward(self, hidden: torch.Tensor, rotary, mask: torch.Tensor) -> torch.Tensor:
         keep = mask[..., None].to(hidden.dtype)
@@ -87,15 +91,8 @@ class EncoderLayer(nn.Module):
         return hidden + keep * self.ffn(self.ffn_norm(hidden))
 
 
-class CrossAttentionLayer(nn.Module):
+class CrossAttentionLayer(PreLNBlock):
     """Pre-LN cross-attention block; one LayerNorm serves queries and memory (spec §3.6)."""
-
-    def __init__(self, hidden_size, num_heads, intermediate_size, eps):
-        super().__init__()
-        self.attn_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.attn = Attention(hidden_size, num_heads)
-        self.ffn_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.ffn = SwiGLU(hidden_size, intermediate_size)
 
     def forward(self, query, memory, query_rotary, memory_rotary, memory_mask):
         hidden = query + self.attn(self.attn_norm(query), self.attn_norm(memory), query_rotary, memory_rotary, memory_mask)
