@@ -8,12 +8,17 @@ one line, `mxdna: error: ...`, with exit code 1 (bad data) or 2 (bad usage), in 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import sys
 import time
+import typing
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Callable, Iterable, Optional
 
 import typer
 from typer._click import exceptions as click_exceptions
@@ -111,33 +116,16 @@ def main(
 # Choices and shared options
 
 
-class Strand(str, Enum):
-    forward = "forward"
-    reverse = "reverse"
-    both = "both"
+def _choices(name: str, values: Iterable[str]) -> Any:
+    """A str Enum of an option's choices, made from the engine's list so that the two never differ."""
+    return Enum(name, [(value, value) for value in values], type=str)
 
 
-class Pool(str, Enum):
-    mean = "mean"
-    max = "max"
-    cls = "cls"
-    none = "none"
-
-
-class Format(str, Enum):
-    npy = "npy"
-    tsv = "tsv"
-
-
-class Dtype(str, Enum):
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-
-
-class OutDtype(str, Enum):
-    float32 = "float32"
-    float16 = "float16"
+Strand = _choices("Strand", engine.STRANDS)
+Pool = _choices("Pool", engine.POOLINGS)
+Format = _choices("Format", engine.FORMATS)
+Dtype = _choices("Dtype", engine.DTYPES)
+OutDtype = _choices("OutDtype", engine.OUT_DTYPES)
 
 
 INPUT_PANEL = "Input"
@@ -228,6 +216,81 @@ QuietOpt = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class InputOptions:
+    """--region, --bed, --strand: what the model reads of the INPUT FASTA."""
+
+    region: RegionOpt = None
+    bed: BedOpt = None
+    strand: StrandOpt = Strand.forward
+
+    def open(self, path: str) -> engine.Inputs:
+        """The targets of the run (use them in a `with` block)."""
+        return engine.Inputs(engine.InputSpec(path, regions=list(self.region or []), bed=self.bed,
+                                              strand=self.strand.value))
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """--window, --stride, --batch-tokens: how targets are cut into windows and windows into batches."""
+
+    window: WindowOpt = engine.DEFAULT_WINDOW
+    stride: StrideOpt = None
+    batch_tokens: BatchTokensOpt = engine.DEFAULT_BATCH_TOKENS
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """--weights/--model, --device, --dtype, --threads: which model runs, where and in what precision."""
+
+    weights: WeightsOpt = None
+    device: DeviceOpt = "auto"
+    dtype: DtypeOpt = Dtype.float32
+    threads: ThreadsOpt = None
+
+    def load(self, reporter: engine.Reporter) -> engine.LoadedModel:
+        return engine.load(self.weights, device=self.device, dtype=self.dtype.value, threads=self.threads,
+                           reporter=reporter)
+
+    def load_classifier(self, label: str, reporter: engine.Reporter) -> tuple[engine.LoadedModel, int]:
+        return engine.load_classifier(self.weights, label=label, device=self.device, dtype=self.dtype.value,
+                                      threads=self.threads, reporter=reporter)
+
+
+def option_groups(verb: Callable[..., Any]) -> Callable[..., Any]:
+    """Let a verb take the option groups above: a parameter typed with a group (its default: the
+    group's defaults) stands, on the command line, for the group's options, in their order, at its
+    place, and reaches the verb as one object.
+
+    Typer has no option groups; it sees the wrapper's signature, where each group is spelt out.
+    """
+    hints = typing.get_type_hints(verb, include_extras=True)
+    groups: dict[str, Any] = {}
+    parameters: list[inspect.Parameter] = []
+    for parameter in inspect.signature(verb).parameters.values():
+        kind = hints[parameter.name]
+        if dataclasses.is_dataclass(kind):
+            groups[parameter.name] = kind
+            field_hints = typing.get_type_hints(kind, include_extras=True)
+            parameters += [
+                inspect.Parameter(item.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=item.default,
+                                  annotation=field_hints[item.name])
+                for item in dataclasses.fields(kind)
+            ]
+        else:
+            parameters.append(parameter.replace(annotation=kind))
+
+    @functools.wraps(verb)
+    def run(**values: Any) -> Any:
+        for name, group in groups.items():
+            values[name] = group(**{item.name: values.pop(item.name) for item in dataclasses.fields(group)})
+        return verb(**values)
+
+    run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    run.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return run
+
+
 # ---------------------------------------------------------------------------------------------
 # Reporting on stderr
 
@@ -301,10 +364,6 @@ def _report(verb: str, summary: engine.Summary, quiet: bool, what: str = "record
     )
 
 
-def _inputs(path: str, region: list[str] | None, bed: str | None, strand: Strand) -> engine.Inputs:
-    return engine.Inputs(engine.InputSpec(path, regions=list(region or []), bed=bed, strand=strand.value))
-
-
 # ---------------------------------------------------------------------------------------------
 # embed
 
@@ -316,6 +375,7 @@ def _inputs(path: str, region: list[str] | None, bed: str | None, strand: Strand
         "zcat reads.fa.gz | mxdna embed - --strand both -o - | head",
     ),
 )
+@option_groups
 def embed(
     input: InputArg,
     output: Annotated[
@@ -345,16 +405,9 @@ def embed(
         typer.Option("--dtype-out", help="Value type of an NPY matrix.", rich_help_panel=OUTPUT_PANEL,
                      case_sensitive=False),
     ] = OutDtype.float32,
-    region: RegionOpt = None,
-    bed: BedOpt = None,
-    strand: StrandOpt = Strand.forward,
-    window: WindowOpt = engine.DEFAULT_WINDOW,
-    stride: StrideOpt = None,
-    batch_tokens: BatchTokensOpt = engine.DEFAULT_BATCH_TOKENS,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = Dtype.float32,
-    threads: ThreadsOpt = None,
+    source: InputOptions = InputOptions(),
+    windowing: WindowOptions = WindowOptions(),
+    model: ModelOptions = ModelOptions(),
     quiet: QuietOpt = False,
 ) -> None:
     """Embed each record or region (or each token) with the model's token states.
@@ -368,20 +421,15 @@ def embed(
     reporter = StderrReporter(quiet)
     settings = engine.EmbedSettings(
         output=output, fmt=format.value if format else None, pool=pool.value, layer=layer,
-        dtype_out=dtype_out.value, window=window, stride=stride, batch_tokens=batch_tokens,
+        dtype_out=dtype_out.value, window=windowing.window, stride=windowing.stride,
+        batch_tokens=windowing.batch_tokens,
     )
     # validate the cheap things before loading a model
     engine.output_format(output, settings.fmt)
-    engine.resolve_stride(window, stride)
-    if pool is Pool.none and strand is Strand.both:
-        raise UsageError("--pool none with --strand both: per-token outputs of the two strands cannot be averaged "
-                         "(their tokens differ); run --strand forward and --strand reverse separately")
-    inputs = _inputs(input, region, bed, strand)
-    loaded = engine.load(weights, device=device, dtype=dtype.value, threads=threads, reporter=reporter)
-    try:
-        summary = engine.embed(inputs, loaded, settings, reporter)
-    finally:
-        inputs.close()
+    engine.resolve_stride(windowing.window, windowing.stride)
+    engine.check_pool_strand(pool.value, source.strand.value)
+    with source.open(input) as inputs:
+        summary = engine.embed(inputs, model.load(reporter), settings, reporter)
     _report("embed", summary, quiet)
 
 
@@ -395,6 +443,7 @@ def embed(
         "cat reads.fa | mxdna tokenize - --export-bed - | head",
     ),
 )
+@option_groups
 def tokenize(
     input: InputArg,
     export_bed: Annotated[
@@ -426,16 +475,9 @@ def tokenize(
         typer.Option("--min-weight", help="Smallest sampling weight (modulation x interpolation) that puts a unit "
                      "in a token's footprint.", rich_help_panel=OUTPUT_PANEL),
     ] = engine.DEFAULT_MIN_WEIGHT,
-    region: RegionOpt = None,
-    bed: BedOpt = None,
-    strand: StrandOpt = Strand.forward,
-    window: WindowOpt = engine.DEFAULT_WINDOW,
-    stride: StrideOpt = None,
-    batch_tokens: BatchTokensOpt = engine.DEFAULT_BATCH_TOKENS,
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = Dtype.float32,
-    threads: ThreadsOpt = None,
+    source: InputOptions = InputOptions(),
+    windowing: WindowOptions = WindowOptions(),
+    model: ModelOptions = ModelOptions(),
     quiet: QuietOpt = False,
 ) -> None:
     """Export the learnt tokenization: basic units (BED6) and assembled tokens (BED12).
@@ -443,23 +485,17 @@ def tokenize(
     Units of overlapping windows are joined at a unit boundary both windows share, so the units
     tile every record exactly. Units are one strand's reading: use [cyan]--strand reverse[/cyan] for the other.
     """
-    if strand is Strand.both:
-        raise UsageError("tokenize --strand both: the two strands give different units; "
-                         "run --strand forward and --strand reverse separately")
+    engine.check_one_strand(source.strand.value)
     if export_bed is None and tokens is None and summary is None and plot is None:
         export_bed = "-"
     settings = engine.TokenizeSettings(
-        units=export_bed, tokens=tokens, summary=summary, plot=plot, min_weight=min_weight, window=window,
-        stride=stride, batch_tokens=batch_tokens,
+        units=export_bed, tokens=tokens, summary=summary, plot=plot, min_weight=min_weight,
+        window=windowing.window, stride=windowing.stride, batch_tokens=windowing.batch_tokens,
     )
-    engine.resolve_stride(window, stride)
+    engine.resolve_stride(windowing.window, windowing.stride)
     reporter = StderrReporter(quiet)
-    inputs = _inputs(input, region, bed, strand)
-    loaded = engine.load(weights, device=device, dtype=dtype.value, threads=threads, reporter=reporter)
-    try:
-        result = engine.tokenize(inputs, loaded, settings, reporter)
-    finally:
-        inputs.close()
+    with source.open(input) as inputs:
+        result = engine.tokenize(inputs, model.load(reporter), settings, reporter)
     if not quiet and summary is None:
         counts = result.extra["length_counts"]
         total = result.extra["units"]
@@ -481,6 +517,7 @@ def tokenize(
         "mxdna predict promoter genome.fa.gz -r chr1:1-200,000 --track promoter.bw --step 50",
     ),
 )
+@option_groups
 def promoter(
     input: InputArg,
     output: Annotated[
@@ -505,14 +542,9 @@ def promoter(
     label: Annotated[
         str, typer.Option("--label", help="Class whose probability is reported.", rich_help_panel=MODEL_PANEL)
     ] = engine.PROMOTER_LABEL,
-    region: RegionOpt = None,
-    bed: BedOpt = None,
-    strand: StrandOpt = Strand.forward,
+    source: InputOptions = InputOptions(),
     batch_tokens: BatchTokensOpt = engine.DEFAULT_BATCH_TOKENS,
-    model: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = Dtype.float32,
-    threads: ThreadsOpt = None,
+    model: ModelOptions = ModelOptions(),
     quiet: QuietOpt = False,
 ) -> None:
     """Promoter probability per record or region, or along the genome as a bigWig track.
@@ -522,20 +554,15 @@ def promoter(
     """
     if track is not None and output is not None:
         raise UsageError("-o/--output (TSV) and --track (bigWig) cannot be used together; choose one")
-    if track == "-":
-        raise UsageError("bigWig output cannot go to stdout ('-'); give a file name ending in .bw")
+    if track is not None:
+        engine.check_track(track)
     settings = engine.PredictSettings(
         output=output or "-", track=track, window=window, step=step, label=label, batch_tokens=batch_tokens,
     )
     reporter = StderrReporter(quiet)
-    inputs = _inputs(input, region, bed, strand)
-    loaded, label_index = engine.load_classifier(
-        model, label=label, device=device, dtype=dtype.value, threads=threads, reporter=reporter
-    )
-    try:
+    with source.open(input) as inputs:
+        loaded, label_index = model.load_classifier(label, reporter)
         summary = engine.predict(inputs, loaded, label_index, settings, reporter)
-    finally:
-        inputs.close()
     _report("predict promoter", summary, quiet, what="sequence")
 
 
@@ -549,17 +576,14 @@ def promoter(
         "mxdna windows genes.fa --bed promoters.bed --strand both -o plan.tsv",
     ),
 )
+@option_groups
 def windows(
     input: InputArg,
     output: Annotated[
         str, typer.Option("--output", "-o", help="TSV of the windows; '-' = stdout.", rich_help_panel=OUTPUT_PANEL)
     ] = "-",
-    region: RegionOpt = None,
-    bed: BedOpt = None,
-    strand: StrandOpt = Strand.forward,
-    window: WindowOpt = engine.DEFAULT_WINDOW,
-    stride: StrideOpt = None,
-    batch_tokens: BatchTokensOpt = engine.DEFAULT_BATCH_TOKENS,
+    source: InputOptions = InputOptions(),
+    windowing: WindowOptions = WindowOptions(),
     quiet: QuietOpt = False,
 ) -> None:
     """Show the window plan (record, chrom, strand, start, end, keep_start, keep_end) without running the model.
@@ -568,16 +592,14 @@ def windows(
     outputs are used for. The plan's size (records, windows, nucleotides, input positions = tokens
     that --batch-tokens budgets, batches) goes to stderr.
     """
-    inputs = _inputs(input, region, bed, strand)
-    try:
-        summary = engine.window_plan(inputs, output, window=window, stride=stride, batch_tokens=batch_tokens)
-    finally:
-        inputs.close()
+    with source.open(input) as inputs:
+        summary = engine.window_plan(inputs, output, window=windowing.window, stride=windowing.stride,
+                                     batch_tokens=windowing.batch_tokens)
     if not quiet:
         _stderr(
             f"{PROG} windows: {_plural(summary.targets, 'sequence')}, {_plural(summary.windows, 'window')}, "
             f"{summary.nucleotides:,} nt, {summary.extra['positions']:,} input positions (the tokens that "
-            f"--batch-tokens budgets), ~{_plural(summary.extra['batches'], 'batch')} of <= {batch_tokens:,}"
+            f"--batch-tokens budgets), ~{_plural(summary.extra['batches'], 'batch')} of <= {windowing.batch_tokens:,}"
         )
 
 
@@ -803,6 +825,7 @@ class _TrainProgress:
         "mxdna evaluate held_out.fa -m runs/export --window 510 --max-windows 512 --seed 1",
     ),
 )
+@option_groups
 def evaluate(
     inputs: Annotated[
         list[str], typer.Argument(metavar="FASTA...", help="FASTA files or folders.", show_default=False)
@@ -815,10 +838,7 @@ def evaluate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the masking (same seed = same masked positions).")] = 1234,
     mask_prob: Annotated[float, typer.Option("--mask-prob", help="Share of nucleotides masked.")] = 0.15,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per batch.", min=1)] = 16,
-    model: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = Dtype.float32,
-    threads: ThreadsOpt = None,
+    model: ModelOptions = ModelOptions(),
     quiet: QuietOpt = False,
 ) -> None:
     """Masked-nucleotide accuracy and loss of any masked-LM model on any FASTA (seeded, reproducible).
@@ -830,7 +850,7 @@ def evaluate(
 
     engine.check_output(output)
     reporter = StderrReporter(quiet)
-    loaded = engine.load(model, device=device, dtype=dtype.value, threads=threads, reporter=reporter)
+    loaded = model.load(reporter)
     settings = engine.EvaluateSettings(window=window, max_windows=max_windows, seed=seed, mask_prob=mask_prob,
                                        batch_size=batch_size)
     result = engine.evaluate(inputs, loaded, settings)
@@ -843,8 +863,6 @@ def evaluate(
                 f"{result['masked']:,} masked nucleotides ({result['windows']} windows) in {result['seconds']} s")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
 
 
 @app.command(
@@ -916,3 +934,7 @@ def finetune(
         test_metrics = result["metrics"].get("test", {})
         shown = ", ".join(f"{k} {test_metrics[k]:.4f}" for k in ("accuracy", "f1", "mcc", "auroc", "auprc") if k in test_metrics)
         _stderr(f"{PROG} finetune: best step {result['best_step']} of {result['steps']}; test {shown} -> {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -77,8 +77,9 @@ def _parse_bed_line(line: str, where: str) -> Region:
     return Region(chrom=chrom, start=start, end=end, name=name, strand=BED_STRANDS[strand_text])
 
 
-def _is_skipped(line: str) -> bool:
-    """Blank lines, '#' comments and UCSC 'track'/'browser' lines carry no region."""
+def is_skipped(line: str) -> bool:
+    """Whether a BED line carries no region: blank lines, '#' comments and UCSC 'track'/'browser'
+    lines (`read_bed` skips them)."""
     stripped = line.strip()
     if not stripped or stripped.startswith("#"):
         return True
@@ -96,7 +97,7 @@ def read_bed(path: str) -> list[Region]:
     try:
         with open_text_input(path) as lines:
             for number, line in enumerate(lines, start=1):
-                if not _is_skipped(line):
+                if not is_skipped(line):
                     regions.append(_parse_bed_line(line, f"{source}:{number}"))
     except (UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{source}: cannot read as BED text (binary or corrupt?): {exc}") from None

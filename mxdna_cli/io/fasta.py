@@ -201,7 +201,13 @@ def _stream_entries(lines: Iterable[str], source: str) -> Iterator[tuple[str, st
         yield name, "".join(chunks), None
 
 
-def _raw_entries(path: str) -> Iterator[tuple[str, str, str | None]]:
+def raw_entries(path: str) -> Iterator[tuple[str, str, str | None]]:
+    """(name, sequence, quality or None) of every record of a FASTA file or stdin (`-`), as parsed.
+
+    The parser behind `iter_fasta_records`: only the start of the input is checked (a '>' header
+    first); the rules on records (no FASTQ, a name and a sequence in each, unique names, at least
+    one record) are left to the caller, for callers with rules of their own.
+    """
     if path == STDIN:
         with open_text_input(path) as text:
             yield from _stream_entries(text, "stdin")
@@ -219,7 +225,7 @@ def iter_fasta_records(path: str) -> Iterator[Record]:
     check_input_file(path)
     source = "stdin" if path == STDIN else path
     seen: set[str] = set()  # names only: cheap even for millions of records
-    for number, (name, sequence, quality) in enumerate(_raw_entries(path), start=1):
+    for number, (name, sequence, quality) in enumerate(raw_entries(path), start=1):
         if quality is not None:
             raise DataError(f"{source}: record {number} '{name}' is FASTQ; FASTA needed")
         if not name:

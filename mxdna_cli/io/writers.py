@@ -37,13 +37,20 @@ def _umask() -> int:
     return mask
 
 
-def _temporary_path(path: str) -> str:
-    """A new empty file next to `path` (same folder, so the final rename is atomic)."""
+def output_folder(path: str) -> str:
+    """The folder an output file `path` goes into; UsageError when `path` is a folder itself or
+    its folder does not exist."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise UsageError(f"{path}: is a folder; give an output file name")
     if not os.path.isdir(folder):
         raise UsageError(f"{path}: output folder {folder} does not exist")
+    return folder
+
+
+def _temporary_path(path: str) -> str:
+    """A new empty file next to `path` (same folder, so the final rename is atomic)."""
+    folder = output_folder(path)
     try:
         fd, temporary = tempfile.mkstemp(
             dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
@@ -77,31 +84,34 @@ class AtomicFile:
         text_options = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
         self.stream = open(self._temporary, mode, **text_options)
 
-    def commit(self) -> None:
-        """Close and move the file into place (replacing any previous file); idempotent."""
+    def _close(self) -> bool:
+        """Close the stream, once; whether a temporary file is left to move or delete.
+
+        Stdout is only flushed: the process's stdout is never closed, and what reached it cannot
+        be taken back.
+        """
         if self._done:
-            return
+            return False
         self._done = True
         if self._temporary is None:
-            self.stream.flush()  # never close the process's stdout
-            return
+            self.stream.flush()
+            return False
         self.stream.close()
-        try:
-            os.replace(self._temporary, self.path)
-        except BaseException:
-            _remove_quietly(self._temporary)
-            raise
+        return True
+
+    def commit(self) -> None:
+        """Close and move the file into place (replacing any previous file); idempotent."""
+        if self._close():
+            try:
+                os.replace(self._temporary, self.path)
+            except BaseException:
+                _remove_quietly(self._temporary)
+                raise
 
     def abort(self) -> None:
         """Close and delete the temporary file; the previous file at `path`, if any, is kept."""
-        if self._done:
-            return
-        self._done = True
-        if self._temporary is None:
-            self.stream.flush()  # what reached stdout cannot be taken back
-            return
-        self.stream.close()
-        _remove_quietly(self._temporary)
+        if self._close():
+            _remove_quietly(self._temporary)
 
 
 @contextlib.contextmanager
@@ -178,7 +188,21 @@ def _cell(value: Any, missing: str = ".") -> str:
     return text
 
 
-class _TextWriter:
+class _CommitOnExit:
+    """`with` support for a writer with close() and abort(): leaving the block normally commits
+    (close), an exception aborts."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class _TextWriter(_CommitOnExit):
     """Shared life cycle of the text writers: header lines first, then one line per row."""
 
     def __init__(self, path: str, meta: dict[str, Any] | None = None) -> None:
@@ -201,15 +225,6 @@ class _TextWriter:
     def abort(self) -> None:
         """Discard everything written; a previous file at `path` is kept."""
         self._output.abort()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class TsvWriter(_TextWriter):
@@ -316,7 +331,53 @@ def _refuse_stdout(path: str, what: str) -> None:
         raise UsageError(f"{what} output cannot go to stdout ('-'); give a file name")
 
 
-class NpyWriter:
+class _BinaryOutput(_CommitOnExit):
+    """The life cycle of a binary output written to a temporary file, with a JSON sidecar.
+
+    close() finishes the file and prepares the sidecar, then renames the file into place and only
+    then commits the sidecar, so a sidecar never describes a file that is not there; abort()
+    deletes what was written. Subclasses set `path`, `_temporary` and `_done` and say how to
+    finish and how to discard.
+    """
+
+    path: str
+    _temporary: str
+    _done: bool
+
+    def _finish(self) -> dict[str, Any]:
+        """Complete the temporary file and close it; return the sidecar's metadata."""
+        raise NotImplementedError
+
+    def _committed(self) -> None:
+        """The file is in place: commit what else goes with it (before the sidecar)."""
+
+    def _discard(self) -> None:
+        """Let go of the temporary file (and of anything else written) before it is deleted."""
+
+    def close(self) -> None:
+        """Finish the file and move it (and its sidecar) into place."""
+        if self._done:
+            return
+        try:
+            sidecar = _prepared_sidecar(self.path, self._finish())
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        os.replace(self._temporary, self.path)
+        self._committed()
+        sidecar.commit()
+
+    def abort(self) -> None:
+        """Delete the temporary file and sidecars; nothing appears at `path`."""
+        if self._done:
+            return
+        self._done = True
+        self._discard()
+        _remove_quietly(self._temporary)
+
+
+class NpyWriter(_BinaryOutput):
     """A (n_rows, n_cols) .npy matrix filled in place, plus `.index.tsv` and `.npy.json` sidecars.
 
     The matrix is a memory map on a temporary file (rows can be written in any order without
@@ -380,50 +441,27 @@ class NpyWriter:
                 f"{self.index_path}: {self._index_rows} index rows for {self.shape[0]} matrix rows"
             )
 
-    def close(self) -> None:
-        """Check every row was written, then move the matrix and its sidecars into place."""
-        if self._done:
-            return
-        try:
-            self._check_complete()
-            self._matrix.flush()
-            self._matrix = None  # drop the memory map before the rename
-            sidecar_meta = {
-                **self.meta, "shape": list(self.shape), "dtype": self.dtype.name,
-                "index": os.path.basename(self.index_path) if self._index else None,
-            }
-            sidecar = _prepared_sidecar(self.path, sidecar_meta)
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
-        # matrix first: a sidecar never describes a matrix that is not there
-        os.replace(self._temporary, self.path)
+    def _finish(self) -> dict[str, Any]:
+        """Check every row was written and flush the matrix."""
+        self._check_complete()
+        self._matrix.flush()
+        self._matrix = None  # drop the memory map before the rename
+        return {
+            **self.meta, "shape": list(self.shape), "dtype": self.dtype.name,
+            "index": os.path.basename(self.index_path) if self._index else None,
+        }
+
+    def _committed(self) -> None:
         if self._index is not None:
             self._index.close()
-        sidecar.commit()
 
-    def abort(self) -> None:
-        """Remove the temporary matrix and sidecars; nothing appears at `path`."""
-        if self._done:
-            return
-        self._done = True
+    def _discard(self) -> None:
         self._matrix = None
-        _remove_quietly(self._temporary)
         if self._index is not None:
             self._index.abort()
 
-    def __enter__(self) -> NpyWriter:
-        return self
 
-    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-class BigWigWriter:
+class BigWigWriter(_BinaryOutput):
     """A bigWig track, written chromosome by chromosome in header order, plus a JSON sidecar.
 
     add() buffers contiguous pieces and hands pyBigWig large fixedStep numpy batches (one entry
@@ -524,35 +562,12 @@ class BigWigWriter:
         # the next batch continues right after this one
         self._pending_start += batch.size * self._pending_span
 
-    def close(self) -> None:
-        """Write the remaining entries and move the bigWig (and its sidecar) into place."""
-        if self._done:
-            return
-        try:
-            self._flush()
-            self._bigwig.close()
-            sidecar = _prepared_sidecar(self.path, self.meta)
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
-        os.replace(self._temporary, self.path)
-        sidecar.commit()
+    def _finish(self) -> dict[str, Any]:
+        """Write the remaining entries and close the bigWig."""
+        self._flush()
+        self._bigwig.close()
+        return self.meta
 
-    def abort(self) -> None:
-        """Delete the temporary bigWig; nothing appears at `path`."""
-        if self._done:
-            return
-        self._done = True
+    def _discard(self) -> None:
         with contextlib.suppress(Exception):
             self._bigwig.close()
-        _remove_quietly(self._temporary)
-
-    def __enter__(self) -> BigWigWriter:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

@@ -30,14 +30,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from mxdna_cli import sequence as vocab
 from mxdna_cli.errors import DataError, UsageError
 
-# Vocabulary ids of the bases (fixed reference vocabulary; kept local, see mxdna_cli.train.data).
-A_ID = 5
 N_CODE = 255  # code of anything that is not A/C/G/T
 
 _ID_TO_CODE = np.full(256, N_CODE, dtype=np.uint8)
-_ID_TO_CODE[[5, 6, 7, 8]] = [0, 1, 2, 3]  # A, T, C, G
+_ID_TO_CODE[[vocab.A, vocab.T, vocab.C, vocab.G]] = [0, 1, 2, 3]
 
 MAX_ORDER = 12  # 4^13 int64 counts = 537 MB: beyond this counting tables get too big
 

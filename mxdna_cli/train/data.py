@@ -29,17 +29,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
+from mxdna_cli import sequence as vocab
 from mxdna_cli.errors import DataError, UsageError
-
-# Reference vocabulary ids (fixed; mirrored from the model's vocabulary, kept local so this module
-# does not depend on mxdna_cli.sequence).
-PAD_ID = 0
-UNK_ID = 1  # also the single code for N and any other non-ACGT letter
-CLS_ID = 2
-SEP_ID = 3
-MASK_ID = 4
-A_ID, T_ID, C_ID, G_ID = 5, 6, 7, 8
-BASE_IDS = (A_ID, T_ID, C_ID, G_ID)
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
 
@@ -50,15 +41,12 @@ HELDOUT_SEQUENCES: tuple[tuple[str, str], ...] = (
     ("Hpylori_Puno120.fasta*", "gi|385227773|ref|NC_017378.1|"),  # H. pylori Puno120, 1.62 Mb
 )
 
-# byte -> vocabulary id (upper and lower case ACGT; everything else UNK)
-_BYTE_TO_ID = np.full(256, UNK_ID, dtype=np.uint8)
-for _letters, _id in (("Aa", A_ID), ("Tt", T_ID), ("Cc", C_ID), ("Gg", G_ID)):
+# byte -> vocabulary id (upper and lower case ACGT; everything else UNK). Unlike
+# `sequence.encode`, which refuses a byte that is not DNA, a training corpus reads any letter as N.
+_BYTE_TO_ID = np.full(256, vocab.UNK, dtype=np.uint8)
+for _letters, _id in (("Aa", vocab.A), ("Tt", vocab.T), ("Cc", vocab.C), ("Gg", vocab.G)):
     for _ch in _letters:
         _BYTE_TO_ID[ord(_ch)] = _id
-
-# vocabulary id -> id of the complementary base (A<->T, C<->G; others unchanged)
-COMPLEMENT_ID = np.arange(256, dtype=np.uint8)
-COMPLEMENT_ID[[A_ID, T_ID, C_ID, G_ID]] = [T_ID, A_ID, G_ID, C_ID]
 
 _WHITESPACE = b" \t\r\n\v\f"
 
@@ -232,12 +220,6 @@ def _as_arrays(genomes) -> list[np.ndarray]:
     return [r.seq if isinstance(r, Record) else np.asarray(r) for r in genomes]
 
 
-def reverse_complement(ids: np.ndarray) -> np.ndarray:
-    """Reverse complement along the last axis of an id array (A<->T, C<->G; N and specials kept)."""
-    ids = np.asarray(ids)
-    return COMPLEMENT_ID[ids[..., ::-1]].astype(ids.dtype, copy=False)
-
-
 def _max_n(window: int, max_n_fraction: float) -> int:
     # small epsilon so that e.g. 0.1 * 100 is 10, not 9 by floating-point error
     return int(np.floor(max_n_fraction * window + 1e-9))
@@ -247,7 +229,7 @@ def _has_acceptable_window(seq: np.ndarray, window: int, max_n: int, chunk: int 
     """Whether some window of `seq` has at most `max_n` UNK positions (chunked, early exit)."""
     if len(seq) < window:
         return False
-    is_n = seq == UNK_ID
+    is_n = seq == vocab.UNK
     if int(np.count_nonzero(is_n)) <= max_n:
         return True
     last_start = len(seq) - window
@@ -337,7 +319,7 @@ class WindowSampler:
             ok = np.zeros(len(pending), dtype=bool)
             for i, (r, s) in enumerate(zip(rec.tolist(), start.tolist())):
                 win = self._arrays[r][s : s + w]
-                if int(np.count_nonzero(win == UNK_ID)) <= self.max_n:
+                if int(np.count_nonzero(win == vocab.UNK)) <= self.max_n:
                     out[pending[i]] = win
                     ok[i] = True
             pending = pending[~ok]
@@ -350,7 +332,7 @@ class WindowSampler:
             )
         flip = self._rng.random(batch_size) < self.reverse_complement_p
         if flip.any():
-            out[flip] = COMPLEMENT_ID[out[flip][:, ::-1]]
+            out[flip] = vocab.reverse_complement_ids(out[flip])
         self.counter += batch_size
         return out.astype(np.int64)
 
@@ -397,14 +379,14 @@ def mask_tokens(
     shape = ids.shape
     p_choose = torch.rand(shape, generator=generator, device=gdev).to(ids.device)
     p_kind = torch.rand(shape, generator=generator, device=gdev).to(ids.device)
-    random_base = torch.randint(A_ID, G_ID + 1, shape, generator=generator, device=gdev).to(ids.device)
-    is_base = (ids >= A_ID) & (ids <= G_ID)
+    random_base = torch.randint(vocab.A, vocab.G + 1, shape, generator=generator, device=gdev).to(ids.device)
+    is_base = (ids >= vocab.A) & (ids <= vocab.G)
     chosen = is_base & (p_choose < mask_prob)
     labels = torch.where(chosen, ids, torch.full_like(ids, -100))
     input_ids = ids.clone()
     to_mask = chosen & (p_kind < 0.8)
     to_random = chosen & (p_kind >= 0.8) & (p_kind < 0.9)
-    input_ids[to_mask] = MASK_ID
+    input_ids[to_mask] = vocab.MASK
     input_ids[to_random] = random_base[to_random]
     return input_ids, labels
 
@@ -430,7 +412,7 @@ def fixed_validation_windows(
             continue
         starts = np.arange(0, len(seq) - window + 1, stride)
         tiles = np.lib.stride_tricks.sliding_window_view(seq, window)[starts]
-        keep = np.count_nonzero(tiles == UNK_ID, axis=1) <= max_n
+        keep = np.count_nonzero(tiles == vocab.UNK, axis=1) <= max_n
         parts.append(tiles[keep].astype(np.int64))
     if not parts:
         return np.zeros((0, window), dtype=np.int64)

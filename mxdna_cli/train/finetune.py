@@ -50,13 +50,13 @@ import numpy as np
 import torch
 
 from mxdna_cli import sequence as vocab
+from mxdna_cli.device import pick_device
 from mxdna_cli.errors import DataError, UsageError
-from mxdna_cli.io.bed import read_bed
-from mxdna_cli.io.fasta import IndexedFasta, check_input_file, open_text_input
+from mxdna_cli.io.bed import is_skipped, read_bed
+from mxdna_cli.io.fasta import IndexedFasta, check_input_file, open_text_input, raw_entries
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import POOLINGS, MxDNAForSequenceClassification, pad_batch
 from mxdna_cli.train.metrics import METRIC_NAMES, classification_metrics
-from mxdna_cli.train.pretrain import pick_device
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
@@ -221,12 +221,10 @@ def read_fasta_class(path: str, label: str | None = None) -> LabeledExamples:
     Unlike a genome, a labelled set may repeat record names (CNNProm's headers are gene
     descriptions), so names are not required to be unique here.
     """
-    from mxdna_cli.io.fasta import _raw_entries  # the package's parser, without the unique-name rule
-
     check_input_file(path)
     label = label if label is not None else file_stem(path)
     examples = LabeledExamples()
-    for number, (name, sequence, quality) in enumerate(_raw_entries(path), start=1):
+    for number, (name, sequence, quality) in enumerate(raw_entries(path), start=1):
         where = f"{path}: record {number} '{name}'"
         if quality is not None:
             raise DataError(f"{where} is FASTQ; FASTA needed")
@@ -240,10 +238,8 @@ def read_fasta_class(path: str, label: str | None = None) -> LabeledExamples:
 
 def _bed_line_numbers(path: str) -> list[int]:
     """Line number of each region of a BED file, in the order `read_bed` returns them."""
-    from mxdna_cli.io.bed import _is_skipped  # the same skip rules as read_bed
-
     with open_text_input(path) as handle:
-        return [number for number, line in enumerate(handle, start=1) if not _is_skipped(line)]
+        return [number for number, line in enumerate(handle, start=1) if not is_skipped(line)]
 
 
 def read_bed_labeled(path: str, genome: str | None, label: str | None = None) -> LabeledExamples:

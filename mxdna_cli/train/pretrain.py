@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from mxdna_cli import sequence as vocab
+from mxdna_cli.device import pick_device
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM
@@ -71,17 +72,6 @@ class PretrainSettings:
     log_every: int = 1
     init_from: str | None = None  # a model folder to start from (warm start; ignored when resuming)
     heldout: list = field(default_factory=lambda: [list(item) if isinstance(item, tuple) else item for item in HELDOUT_SEQUENCES])
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"device '{name}' asked for, but no CUDA device is available")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)") from None
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:

@@ -10,17 +10,15 @@ import pytest
 import torch
 
 from mxdna_cli.errors import DataError, UsageError
+from mxdna_cli.sequence import MASK as MASK_ID, UNK as UNK_ID, reverse_complement_ids as reverse_complement
 from mxdna_cli.train.data import (
     HELDOUT_SEQUENCES,
-    MASK_ID,
-    UNK_ID,
     Genomes,
     WindowSampler,
     find_fasta_files,
     fixed_validation_windows,
     load_genomes,
     mask_tokens,
-    reverse_complement,
     split_heldout,
 )
 

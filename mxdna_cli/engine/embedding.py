@@ -1,0 +1,254 @@
+"""The embed verb: token states of the model pooled per record or region (mean, max, [CLS]) or
+written per token with its coordinates, to NPY (with index and JSON sidecars) or TSV."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from mxdna_cli.engine.inputs import Inputs, Target
+from mxdna_cli.engine.loading import LoadedModel
+from mxdna_cli.engine.outputs import check_output, output_format, run_meta
+from mxdna_cli.engine.report import Reporter, Summary, timed
+from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner, resolve_layer
+from mxdna_cli.engine.stitch import DEFAULT_WINDOW, Piece, WindowTask, drive, resolve_stride, window_tasks
+from mxdna_cli.errors import UsageError
+from mxdna_cli.io.writers import NpyWriter, TsvWriter
+
+POOLINGS = ("mean", "max", "cls", "none")
+OUT_DTYPES = ("float32", "float16")
+INDEX_COLUMNS = ("name", "chrom", "start", "end", "strand", "n_fraction", "soft_masked_fraction")
+TOKEN_COLUMNS = ("record", "chrom", "centre", "unit_start", "unit_end", "strand")
+RECORD_COLUMNS = INDEX_COLUMNS + ("first_row", "n_tokens")
+
+
+@dataclass
+class EmbedSettings:
+    output: str
+    fmt: str | None = None
+    pool: str = "mean"
+    layer: int | None = None
+    dtype_out: str = "float32"
+    window: int = DEFAULT_WINDOW
+    stride: int | None = None
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
+
+
+class _Pooler:
+    """Per-target running mean / max / [CLS] mean over the kept tokens of each pass."""
+
+    def __init__(self, d: int, pool: str, strands: int) -> None:
+        self.pool = pool
+        self.sum = np.zeros((strands, d), dtype=np.float64)
+        self.count = np.zeros(strands, dtype=np.int64)
+        self.max = np.full((strands, d), -np.inf, dtype=np.float32)
+
+    def add(self, pass_index: int, piece: Piece) -> None:
+        if self.pool == "cls":
+            # one [CLS] per window: every window of the pass is one piece
+            self.sum[pass_index] += piece.output.cls
+            self.count[pass_index] += 1
+            return
+        states = piece.states
+        if len(states) == 0:
+            return
+        if self.pool == "mean":
+            self.sum[pass_index] += states.sum(axis=0, dtype=np.float64)
+            self.count[pass_index] += len(states)
+        else:
+            np.maximum(self.max[pass_index], states.max(axis=0), out=self.max[pass_index])
+            self.count[pass_index] += len(states)
+
+    def vector(self) -> np.ndarray:
+        if self.pool == "max":
+            per_pass = self.max.astype(np.float64)
+        else:
+            per_pass = self.sum / np.maximum(self.count, 1)[:, None]
+        return per_pass.mean(axis=0).astype(np.float32)
+
+
+def check_pool_strand(pool: str, strand: str) -> None:
+    """Refuse per-token rows (`--pool none`) of both strands: the two strands' tokens differ."""
+    if pool == "none" and strand == "both":
+        raise UsageError("--pool none with --strand both: per-token outputs of the two strands cannot be averaged "
+                         "(their tokens differ); run --strand forward and --strand reverse separately")
+
+
+def embed(inputs: Inputs, loaded: LoadedModel, settings: EmbedSettings, reporter: Reporter | None = None) -> Summary:
+    """Embeddings per target (pooled) or per token (`pool='none'`) to NPY or TSV."""
+    reporter = reporter or Reporter()
+    s = settings
+    if s.pool not in POOLINGS:
+        raise UsageError(f"--pool {s.pool}: choose from {', '.join(POOLINGS)}")
+    if s.dtype_out not in OUT_DTYPES:
+        raise UsageError(f"--dtype-out {s.dtype_out}: choose from {', '.join(OUT_DTYPES)}")
+    check_pool_strand(s.pool, inputs.spec.strand)
+    fmt = output_format(s.output, s.fmt)
+    check_output(s.output)
+    stride = resolve_stride(s.window, s.stride)
+    layer_index, layer_shown = resolve_layer(s.layer, loaded.num_token_layers)
+    meta = run_meta(
+        "embed", loaded, inputs, window=s.window, stride=stride, pooling=s.pool, strand=inputs.spec.strand,
+        layer=layer_shown, dtype_out=s.dtype_out if fmt == "npy" else None, batch_tokens=s.batch_tokens,
+    )
+    runner = Runner(loaded, batch_tokens=s.batch_tokens, layer=layer_index, states=True, reporter=reporter)
+    summary = Summary(outputs=[s.output])
+
+    def run(on_piece: Callable[[WindowTask, Piece], None], on_target: Callable[[Target], None]) -> None:
+        """Run every window of every target, stitched, calling back per piece and per finished target."""
+        timed(summary, reporter, inputs.nucleotides_to_read, "embedding",
+              lambda: drive(runner, window_tasks(inputs.targets(), s.window, stride), on_piece, on_target))
+
+    if s.pool == "none":
+        _embed_tokens(run, loaded.hidden_size, s, fmt, meta, summary)
+    else:
+        _embed_pooled(run, inputs, loaded.hidden_size, s, fmt, meta, summary)
+    summary.windows = runner.windows
+    return summary
+
+
+def _embed_pooled(run, inputs: Inputs, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any],
+                  summary: Summary) -> None:
+    if fmt == "npy":
+        inputs.materialize()
+        writer: Any = NpyWriter(s.output, inputs.count, d, s.dtype_out, index_columns=INDEX_COLUMNS, meta=meta)
+    else:
+        writer = TsvWriter(s.output, INDEX_COLUMNS + tuple(f"e{i}" for i in range(d)), meta)
+    poolers: dict[int, _Pooler] = {}
+
+    def on_piece(task: WindowTask, piece: Piece) -> None:
+        pooler = poolers.setdefault(task.target.index, _Pooler(d, s.pool, len(task.target.strands)))
+        pooler.add(task.pass_index, piece)
+
+    def on_target(target: Target) -> None:
+        vector = poolers.pop(target.index).vector()
+        if fmt == "npy":
+            writer.write_rows(summary.targets, vector)
+            writer.write_index_row(_index_row(target))
+        else:
+            writer.write_row(_index_row(target) + _value_cells(vector))
+        summary.count(target)
+
+    with writer:
+        run(on_piece, on_target)
+
+
+class _Spill:
+    """Rows of unknown count, appended to a temporary file next to the output, then copied into place."""
+
+    def __init__(self, output: str, d: int, dtype: str) -> None:
+        folder = os.path.dirname(os.path.abspath(output))
+        base = os.path.basename(output)
+        fd, self.matrix_path = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".rows.tmp")
+        self._matrix = os.fdopen(fd, "wb")
+        fd, self.index_path = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".index.tmp")
+        self._index = os.fdopen(fd, "w", encoding="utf-8")
+        self.d = d
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+
+    def write(self, states: np.ndarray, index_rows: Iterable[Sequence[Any]]) -> None:
+        self._matrix.write(np.ascontiguousarray(states, dtype=self.dtype).tobytes())
+        self._index.writelines("\t".join(str(v) for v in row) + "\n" for row in index_rows)
+        self.rows += len(states)
+
+    def finish(self) -> tuple[np.ndarray, Iterator[list[str]]]:
+        self._matrix.close()
+        self._index.close()
+        if self.rows == 0:
+            matrix = np.zeros((0, self.d), dtype=self.dtype)
+        else:
+            matrix = np.memmap(self.matrix_path, dtype=self.dtype, mode="r", shape=(self.rows, self.d))
+
+        def index_rows() -> Iterator[list[str]]:
+            with open(self.index_path, encoding="utf-8") as handle:
+                for line in handle:
+                    yield line.rstrip("\n").split("\t")
+
+        return matrix, index_rows()
+
+    def remove(self) -> None:
+        for handle in (self._matrix, self._index):
+            with contextlib.suppress(Exception):
+                handle.close()
+        for path in (self.matrix_path, self.index_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def _token_rows(task: WindowTask, piece: Piece) -> list[list[Any]]:
+    target, strand = task.target, task.strand
+    centres = target.centre_to_genome(strand, piece.centres)
+    starts, ends = target.to_genome(strand, piece.starts, piece.ends)
+    return [
+        [target.name, target.chrom, int(c), int(a), int(b), strand]
+        for c, a, b in zip(centres.tolist(), starts.tolist(), ends.tolist())
+    ]
+
+
+def _embed_tokens(run, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any], summary: Summary) -> None:
+    if fmt == "tsv":
+        writer = TsvWriter(s.output, TOKEN_COLUMNS + tuple(f"e{i}" for i in range(d)), meta)
+
+        def on_piece(task: WindowTask, piece: Piece) -> None:
+            for row, state in zip(_token_rows(task, piece), piece.states):
+                writer.write_row(row + _value_cells(state))
+
+        with writer:
+            run(on_piece, summary.count)
+        return
+
+    # NPY: the number of tokens is known only after the model ran; rows wait in a spill file
+    if not s.output.endswith(".npy"):
+        raise UsageError(f"{s.output}: an NPY output name must end with .npy")
+    records_path = s.output[: -len(".npy")] + ".records.tsv"
+    spill = _Spill(s.output, d, s.dtype_out)
+    records: list[list[Any]] = []
+    counts: dict[int, int] = {}
+
+    def on_piece_npy(task: WindowTask, piece: Piece) -> None:
+        spill.write(piece.states, _token_rows(task, piece))
+        counts[task.target.index] = counts.get(task.target.index, 0) + len(piece)
+
+    def on_target_npy(target: Target) -> None:
+        n = counts.pop(target.index, 0)
+        records.append(_index_row(target) + [spill.rows - n, n])
+        summary.count(target)
+
+    try:
+        run(on_piece_npy, on_target_npy)
+        matrix, index_rows = spill.finish()
+        meta = {**meta, "records": os.path.basename(records_path)}
+        with contextlib.ExitStack() as stack:
+            # entered first, committed last: the records table never describes a missing matrix
+            record_writer = stack.enter_context(TsvWriter(records_path, RECORD_COLUMNS, meta))
+            npy = stack.enter_context(
+                NpyWriter(s.output, spill.rows, d, s.dtype_out, index_columns=TOKEN_COLUMNS, meta=meta)
+            )
+            step = 65536
+            for offset in range(0, spill.rows, step):
+                npy.write_rows(offset, np.asarray(matrix[offset : offset + step]))
+            for row in index_rows:
+                npy.write_index_row(row)
+            record_writer.write_rows(records)
+        del matrix
+    finally:
+        spill.remove()
+    summary.outputs.append(records_path)
+
+
+
+def _value_cells(values: np.ndarray) -> list[str]:
+    """Numbers as TSV cells, six significant digits."""
+    return [f"{v:.6g}" for v in values.tolist()]
+
+
+def _index_row(target: Target) -> list[Any]:
+    """The INDEX_COLUMNS of a target."""
+    return [target.name, target.chrom, target.start, target.end, target.strand_label,
+            target.n_fraction, target.soft_masked_fraction]

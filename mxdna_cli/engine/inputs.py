@@ -1,0 +1,250 @@
+"""The targets of a run: whole FASTA records or regions (`--region`, `--bed`), read on one strand
+or both, with their sequences.
+
+Coordinates. A *target* is what an output row (or a group of rows) describes: a whole FASTA record,
+a `--region` or a BED line, in forward genome coordinates (0-based half-open). The model reads a
+target on one strand or on both; the reverse strand is the reverse complement. What the model
+returns is in *model space* (0 = the first base the model read) and is mapped back to forward
+genome coordinates only when written: model [a, b) is genome [start + a, start + b) on '+' and
+[end - b, end - a) on '-'.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from mxdna_cli import sequence as dna
+from mxdna_cli.errors import DataError, UsageError
+from mxdna_cli.io.bed import parse_region, read_bed
+from mxdna_cli.io.fasta import STDIN, IndexedFasta, Region, check_input_file, iter_fasta_records
+
+STRANDS = ("forward", "reverse", "both")
+
+
+def _flip(strand: str) -> str:
+    return "-" if strand == "+" else "+"
+
+
+def strands_for(region_strand: str, choice: str) -> tuple[str, ...]:
+    """The strands the model reads for a target: `--strand` is relative to the BED strand."""
+    if choice == "forward":
+        return (region_strand,)
+    if choice == "reverse":
+        return (_flip(region_strand),)
+    if choice == "both":
+        return (region_strand, _flip(region_strand))
+    raise UsageError(f"--strand {choice}: choose from {', '.join(STRANDS)}")
+
+
+@dataclass
+class Target:
+    """One record or region, in forward genome coordinates, and the strands the model reads."""
+
+    index: int
+    name: str
+    region: Region
+    strands: tuple[str, ...]
+    sequence: str | None = None  # forward-strand text, case kept
+    n_fraction: float = 0.0  # share of N / ambiguity codes, set with the sequence
+    soft_masked_fraction: float = 0.0  # share of lower-case bases, set with the sequence
+
+    def attach(self, sequence: str) -> "Target":
+        self.sequence = sequence
+        self.n_fraction = round(dna.n_fraction(sequence), 6)
+        self.soft_masked_fraction = round(dna.soft_masked_fraction(sequence), 6)
+        return self
+
+    @property
+    def chrom(self) -> str:
+        return self.region.chrom
+
+    @property
+    def start(self) -> int:
+        return self.region.start
+
+    @property
+    def end(self) -> int:
+        return self.region.end
+
+    @property
+    def length(self) -> int:
+        return self.region.end - self.region.start
+
+    @property
+    def strand_label(self) -> str:
+        """'+' or '-', or '.' when both strands were read (and averaged)."""
+        return self.strands[0] if len(self.strands) == 1 else "."
+
+    def model_ids(self, strand: str) -> np.ndarray:
+        """The ids the model reads on `strand` (the reverse complement for '-')."""
+        ids = dna.encode(self.sequence, record=self.name)
+        return np.ascontiguousarray(dna.reverse_complement_ids(ids)) if strand == "-" else ids
+
+    def to_genome(self, strand: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model-space intervals [a, b) on `strand` as forward genome intervals."""
+        if strand == "+":
+            return self.start + a, self.start + b
+        return self.end - b, self.end - a
+
+    def centre_to_genome(self, strand: str, c: np.ndarray) -> np.ndarray:
+        return self.start + c if strand == "+" else self.end - 1 - c
+
+
+@dataclass
+class InputSpec:
+    """What the user asked to read: a FASTA path (`-` = stdin), regions, a BED file, a strand."""
+
+    path: str
+    regions: Sequence[str] = ()
+    bed: str | None = None
+    strand: str = "forward"
+
+
+def _has_index(path: str) -> bool:
+    """A plain or bgzip FASTA whose index files are already there (we never write them)."""
+    if not os.path.exists(path + ".fai"):
+        return False
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == b"\x1f\x8b"
+    return not gzipped or os.path.exists(path + ".gzi")
+
+
+class Inputs:
+    """The targets of a run.
+
+    Regions (`--region`, `--bed`) are fetched from an indexed FASTA (plain or bgzip; a missing
+    `.fai` is built when the folder is writable). Whole records come from the index when one is
+    already there (so the plan is known before reading), otherwise they are streamed (plain gzip,
+    stdin). Every region is checked against the index before any work starts. A `with` block
+    closes the FASTA at its end (as close() does).
+    """
+
+    def __init__(self, spec: InputSpec) -> None:
+        if spec.strand not in STRANDS:
+            raise UsageError(f"--strand {spec.strand}: choose from {', '.join(STRANDS)}")
+        self.spec = spec
+        self.path = spec.path
+        regions = [parse_region(text) for text in spec.regions]
+        if spec.bed is not None:
+            if spec.bed == STDIN and spec.path == STDIN:
+                raise UsageError("the FASTA and the --bed file cannot both be stdin ('-')")
+            check_input_file(spec.bed)
+        if (regions or spec.bed is not None) and spec.path == STDIN:
+            raise UsageError("--region and --bed need an indexed FASTA file, not stdin ('-')")
+        check_input_file(spec.path)
+        if spec.bed is not None:
+            regions += read_bed(spec.bed)
+        self._fasta: IndexedFasta | None = None
+        self._records: list[Target] | None = None
+        self._regions: list[Region] | None = None
+        if regions:
+            self._fasta = IndexedFasta(spec.path)
+            for region in regions:
+                self._check_region(region)
+            self._regions = regions
+        elif spec.path != STDIN and _has_index(spec.path):
+            self._fasta = IndexedFasta(spec.path)
+            self._regions = []
+            for chrom in self._fasta.contigs:
+                length = self._fasta.lengths[chrom]
+                if length == 0:
+                    raise DataError(f"{spec.path}: record '{chrom}' has an empty sequence")
+                self._regions.append(Region(chrom, 0, length, name=chrom))
+
+    @property
+    def regions_mode(self) -> bool:
+        return bool(self.spec.regions) or self.spec.bed is not None
+
+    def _check_region(self, region: Region) -> None:
+        assert self._fasta is not None
+        where = f"'{region.name}' ({region.chrom}:{region.start + 1}-{region.end})" if region.name else region.label
+        length = self._fasta.lengths.get(region.chrom)
+        if length is None:
+            shown = ", ".join(self._fasta.contigs[:5]) + (", ..." if len(self._fasta.contigs) > 5 else "")
+            raise DataError(f"{self.path}: unknown contig '{region.chrom}' in region {where} (contigs: {shown})")
+        if region.end > length:
+            raise DataError(
+                f"{self.path}: region {where} ends past the end of contig '{region.chrom}' (length {length})"
+            )
+
+    def _target(self, index: int, region: Region, sequence: str | None) -> Target:
+        name = region.name if region.name else region.label
+        target = Target(index, name, region, strands_for(region.strand, self.spec.strand))
+        return target.attach(sequence) if sequence is not None else target
+
+    def materialize(self) -> None:
+        """Read a streamed input completely (needed when the row count or chrom sizes come first)."""
+        if self._regions is None and self._records is None:
+            self._records = list(self._stream())
+
+    def _stream(self) -> Iterator[Target]:
+        for index, record in enumerate(iter_fasta_records(self.path)):
+            region = Region(record.name, 0, len(record.sequence), name=record.name)
+            yield self._target(index, region, record.sequence)
+
+    @property
+    def known(self) -> bool:
+        return self._regions is not None or self._records is not None
+
+    def plan(self) -> list[Target]:
+        """Every target without its sequence (needs a known plan: call materialize() first)."""
+        if self._regions is not None:
+            return [self._target(i, region, None) for i, region in enumerate(self._regions)]
+        if self._records is not None:
+            return self._records
+        raise RuntimeError("streamed input: call materialize() first")
+
+    @property
+    def count(self) -> int | None:
+        return len(self.plan()) if self.known else None
+
+    @property
+    def total_nucleotides(self) -> int | None:
+        return sum(t.length for t in self.plan()) if self.known else None
+
+    @property
+    def passes(self) -> int:
+        """How many strands the model reads per target: 2 with --strand both, else 1."""
+        return len(strands_for("+", self.spec.strand))
+
+    @property
+    def nucleotides_to_read(self) -> int | None:
+        """Nucleotides the model reads over every target and strand (None: a streamed input)."""
+        total = self.total_nucleotides
+        return None if total is None else total * self.passes
+
+    def chrom_sizes(self) -> list[tuple[str, int]]:
+        """(name, length) of every contig, in file order (all contigs of the index for regions)."""
+        if self._fasta is not None:
+            return [(c, self._fasta.lengths[c]) for c in self._fasta.contigs if self._fasta.lengths[c] > 0]
+        return [(t.chrom, t.length) for t in self.plan()]
+
+    def contig_order(self) -> dict[str, int]:
+        return {name: rank for rank, (name, _) in enumerate(self.chrom_sizes())}
+
+    def targets(self, order: Sequence[Target] | None = None) -> Iterator[Target]:
+        """Targets with their sequences, in input order (or in `order`, a reordering of plan())."""
+        if self._records is not None:
+            yield from (order if order is not None else self._records)
+            return
+        if self._regions is None:
+            yield from self._stream()
+            return
+        assert self._fasta is not None
+        for target in order if order is not None else self.plan():
+            yield target.attach(self._fasta.fetch(target.region))
+
+    def close(self) -> None:
+        if self._fasta is not None:
+            self._fasta.close()
+
+    def __enter__(self) -> Inputs:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+

@@ -1,0 +1,199 @@
+"""The predict verb: a classifier's probability of one class (promoter by default) per record or
+region as TSV, or scanned along the genome in windows as a bigWig track."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from mxdna_cli import sequence as dna
+from mxdna_cli.engine.inputs import Inputs, Target
+from mxdna_cli.engine.loading import PROMOTER_LABEL, LoadedModel
+from mxdna_cli.engine.outputs import check_output, run_meta
+from mxdna_cli.engine.report import Reporter, Summary, timed
+from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner
+from mxdna_cli.errors import UsageError
+from mxdna_cli.io.writers import STDOUT, BigWigWriter, TsvWriter
+
+DEFAULT_TRACK_WINDOW = 300
+DEFAULT_TRACK_STEP = 50
+MAX_WHOLE_LENGTH_FACTOR = 16  # a record longer than this x window must be scanned (--track)
+PREDICT_COLUMNS = ("id", "chrom", "start", "end", "strand", "probability", "label")
+
+
+@dataclass
+class PredictSettings:
+    output: str = "-"
+    track: str | None = None
+    window: int | None = None
+    step: int = DEFAULT_TRACK_STEP
+    label: str = PROMOTER_LABEL
+    batch_tokens: int = DEFAULT_BATCH_TOKENS
+
+
+@dataclass
+class _WholeTask:
+    target: Target
+    strand: str
+    ids: np.ndarray
+
+    @property
+    def progress(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class _TrackTask:
+    target: Target
+    strand: str
+    offset: int  # window start within the target (forward coordinates)
+    ids: np.ndarray
+    step: int
+
+    @property
+    def progress(self) -> int:
+        return self.step
+
+
+def classifier_window(loaded: LoadedModel, window: int | None) -> int:
+    if window is not None:
+        if window < 1:
+            raise UsageError(f"--window {window}: must be at least 1")
+        return window
+    value = loaded.info.extra.get("window", DEFAULT_TRACK_WINDOW)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return DEFAULT_TRACK_WINDOW
+
+
+def predict(inputs: Inputs, loaded: LoadedModel, label_index: int, settings: PredictSettings,
+            reporter: Reporter | None = None) -> Summary:
+    """Promoter (or any class) probability per record/region (TSV), or along the genome (bigWig)."""
+    reporter = reporter or Reporter()
+    s = settings
+    window = classifier_window(loaded, s.window)
+    labels = loaded.info.labels
+    if s.track is not None:
+        return _predict_track(inputs, loaded, label_index, s, window, reporter)
+    check_output(s.output)
+    meta = run_meta("predict", loaded, inputs, label=s.label, strand=inputs.spec.strand,
+                    classifier_window=window, batch_tokens=s.batch_tokens)
+    runner = Runner(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
+    limit = MAX_WHOLE_LENGTH_FACTOR * window
+    warned = []
+
+    def check_length(target: Target) -> None:
+        if target.length > limit:
+            raise UsageError(
+                f"{target.name}: {target.length:,} nt is too long to classify whole (the classifier was "
+                f"trained on {window} nt); scan it with --track out.bw, or pick --region/--bed"
+            )
+
+    if inputs.known:  # refuse before writing anything
+        for target in inputs.plan():
+            check_length(target)
+
+    def tasks() -> Iterator[_WholeTask]:
+        for target in inputs.targets():
+            check_length(target)
+            if target.length > 2 * window and not warned:
+                warned.append(True)
+                reporter.warn(f"{target.name}: {target.length:,} nt is classified whole, but the classifier "
+                              f"was trained on {window} nt windows (--track scans in windows)")
+            for strand in target.strands:
+                yield _WholeTask(target, strand, target.model_ids(strand))
+
+    summary = Summary(outputs=[s.output])
+    with TsvWriter(s.output, PREDICT_COLUMNS, meta) as writer:
+        pending: list[np.ndarray] = []
+
+        def work() -> None:
+            for task, probs in runner.run(tasks(), runner.classify):
+                pending.append(probs)
+                target = task.target
+                if len(pending) == len(target.strands):
+                    mean = np.mean(pending, axis=0)
+                    pending.clear()
+                    writer.write_row([target.name, target.chrom, target.start, target.end, target.strand_label,
+                                      f"{float(mean[label_index]):.6g}", labels[int(np.argmax(mean))]])
+                    summary.count(target)
+
+        timed(summary, reporter, inputs.nucleotides_to_read, "classifying", work)
+    summary.windows = runner.windows
+    return summary
+
+
+def check_track(track: str) -> None:
+    """Refuse a bigWig track on stdout: a bigWig is a binary file (with a JSON sidecar), written by name."""
+    if track == STDOUT:
+        raise UsageError("bigWig output cannot go to stdout ('-'); give a file name ending in .bw")
+
+
+def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: PredictSettings, window: int,
+                   reporter: Reporter) -> Summary:
+    check_track(s.track)
+    check_output(s.track, allow_stdout=False, what="bigWig")
+    if not 1 <= s.step <= window:
+        raise UsageError(f"--step {s.step}: must be between 1 and the window ({window})")
+    inputs.materialize()
+    order_rank = inputs.contig_order()
+    plan = sorted(inputs.plan(), key=lambda t: (order_rank[t.chrom], t.start, t.end))
+    for before, after in zip(plan, plan[1:]):
+        if before.chrom == after.chrom and after.start < before.end:
+            raise UsageError(f"--track needs regions that do not overlap: {before.name} and {after.name} overlap")
+    offset = (window - s.step) // 2  # a window's value covers its central `step` bases
+    meta = run_meta("predict", loaded, inputs, label=s.label, strand=inputs.spec.strand, window=window,
+                    step=s.step, value_span=f"central {s.step} nt of each {window} nt window (offset {offset})",
+                    batch_tokens=s.batch_tokens)
+    runner = Runner(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
+    short = []
+
+    def tasks() -> Iterator[_TrackTask]:
+        for target in inputs.targets(plan):
+            if target.length < window:
+                short.append(target.name)
+                continue
+            ids = dna.encode(target.sequence, record=target.name)
+            target.sequence = None  # the track needs only the ids: do not keep every record's text
+            for start in range(0, target.length - window + 1, s.step):
+                for strand in target.strands:
+                    piece = ids[start : start + window]
+                    if strand == "-":
+                        piece = np.ascontiguousarray(dna.reverse_complement_ids(piece))
+                    yield _TrackTask(target, strand, start, piece, s.step)
+
+    summary = Summary(outputs=[s.track, s.track + ".json"])
+    with BigWigWriter(s.track, inputs.chrom_sizes(), meta) as writer:
+        values: list[float] = []
+        pending: list[float] = []
+        state: dict[str, Any] = {"target": None}
+
+        def flush() -> None:
+            target = state["target"]
+            if target is not None and values:
+                writer.add(target.chrom, target.start + offset, np.asarray(values), span=s.step)
+                summary.count(target)
+            values.clear()
+
+        def work() -> None:
+            for task, probs in runner.run(tasks(), runner.classify):
+                if task.target is not state["target"]:
+                    flush()
+                    state["target"] = task.target
+                pending.append(float(probs[label_index]))
+                if len(pending) == len(task.target.strands):
+                    values.append(float(np.mean(pending)))
+                    pending.clear()
+            flush()
+
+        total = sum(max(0, t.length - window) // s.step + 1 for t in plan if t.length >= window) * s.step
+        timed(summary, reporter, total * inputs.passes, "scanning", work)
+    if short:
+        reporter.warn(f"{len(short)} record(s)/region(s) shorter than the {window} nt window have no values "
+                      f"(first: {short[0]})")
+    summary.windows = runner.windows
+    return summary
+
