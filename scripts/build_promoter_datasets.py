@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import sys
 import time
@@ -57,6 +56,7 @@ import numpy as np
 
 from mxdna_cli.io.fasta import iter_fasta_records
 from mxdna_cli.sequence import reverse_complement
+from mxdna_cli.weights import sha256_of
 
 POSITIVE, NEGATIVE = "promoter", "nonpromoter"
 SPLIT_NAMES = ("train", "valid", "test")
@@ -78,14 +78,6 @@ DATASETS = ("human_tata_synthetic", "human_tata_genomic", "arabidopsis_tata", "a
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_fasta(path: Path) -> list[tuple[str, str]]:
@@ -309,7 +301,7 @@ def build_human(data: Path, out: Path, seed: int) -> dict:
     labels = [POSITIVE] * len(positives) + [NEGATIVE] * len(negatives)
     splits = np.concatenate([positive_splits, positive_splits])
     common = {
-        "positives": {"source": str(source), "sha256": sha256(source),
+        "positives": {"source": str(source), "sha256": sha256_of(source),
                       "description": "EPDnew human TATA promoters, 300 bp (-249..+50 around the TSS), DNABERT/GUE prom_300_tata positives",
                       "read": len(raw_positives), "removed": removed},
         "seed": seed,
@@ -331,7 +323,7 @@ def build_human(data: Path, out: Path, seed: int) -> dict:
     for path in sorted(human.glob("*.fa.gz")):
         if "MT" in path.name:
             continue
-        contig_files.append({"file": str(path), "sha256": sha256(path)})
+        contig_files.append({"file": str(path), "sha256": sha256_of(path)})
         for record in iter_fasta_records(str(path)):
             contigs[record.name] = record.sequence.upper()
     allowed, hits = human_exclusions(contigs, positives)
@@ -389,10 +381,10 @@ def build_cnnprom(data: Path, out: Path, seed: int, name: str, positive_file: st
     groups = shared_kmer_groups(sequences)
     splits = grouped_split(labels, groups, np.random.default_rng([seed, index, 1]))
     return write_dataset(out, name, sequences, labels, splits, np.random.default_rng([seed, index, 2]), {
-        "positives": {"source": str(folder / positive_file), "sha256": sha256(folder / positive_file),
+        "positives": {"source": str(folder / positive_file), "sha256": sha256_of(folder / positive_file),
                       "read": len(positives),
                       "description": "CNNProm (Umarov & Solovyev 2017) Arabidopsis promoters from EPDnew, 251 bp (-200..+50)"},
-        "negatives": {"source": str(folder / negative_file), "sha256": sha256(folder / negative_file),
+        "negatives": {"source": str(folder / negative_file), "sha256": sha256_of(folder / negative_file),
                       "read": len(negatives) + with_n, "removed_with_N": with_n,
                       "description": "CNNProm Arabidopsis non-promoters: random 251 bp fragments of genes after the first exon"},
         "removed": removed,
@@ -468,8 +460,8 @@ def build_tair(data: Path, out: Path, seed: int, index: int = 5) -> dict:
     splits = grouped_split(labels, shared_kmer_groups(sequences), np.random.default_rng([seed, index, 1]))
     return write_dataset(out, "arabidopsis_tair10_chr1", sequences, labels, splits,
         np.random.default_rng([seed, index, 2]), {
-            "positives": {"source": str(genome_file), "sha256": sha256(genome_file), "annotation": str(gff_file),
-                          "annotation_sha256": sha256(gff_file),
+            "positives": {"source": str(genome_file), "sha256": sha256_of(genome_file), "annotation": str(gff_file),
+                          "annotation_sha256": sha256_of(gff_file),
                           "description": f"-{TAIR_UPSTREAM}..+{TAIR_DOWNSTREAM} around each distinct mRNA TSS "
                                          "(5' end on its strand), reverse-complemented on '-'",
                           "distinct_mrna_tss": len(tss_list), "skipped": skipped},
