@@ -307,16 +307,15 @@ class Pretrainer:
                 row = self.train_step()
                 self.seconds += time.monotonic() - started
                 row["seconds"] = self.seconds
-                rows.append(row)
-                if self.step % s.log_every == 0:
-                    self._log(row)
+                new_rows = [row]
                 if len(self.validation) and (self.step % s.eval_every == 0 or self.step == s.steps):
-                    val = self.validate()
-                    val["seconds"] = self.seconds
-                    rows.append(val)
-                    self._log(val)
-                if progress:
-                    progress(self.step, rows[-1])
+                    new_rows.append({**self.validate(), "seconds": self.seconds})
+                for new in new_rows:  # every row reaches the log and the progress display
+                    if new["kind"] == "validation" or self.step % s.log_every == 0:
+                        self._log(new)
+                    if progress:
+                        progress(self.step, new)
+                rows.extend(new_rows)
                 if time.monotonic() - last_save > s.checkpoint_minutes * 60:
                     self.save_checkpoint()
                     last_save = time.monotonic()

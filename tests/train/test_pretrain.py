@@ -117,3 +117,11 @@ def test_warm_start_copies_the_weights_of_a_saved_model(tmp_path):
         assert torch.equal(a, b), name
     with pytest.raises(UsageError, match="cannot seed"):
         Pretrainer(settings(tmp_path / "third", init_from=str(tmp_path / "model"), preset="small"))
+
+
+def test_progress_sees_every_training_and_validation_row(tmp_path):
+    seen = []
+    rows = Pretrainer(settings(tmp_path, steps=4, eval_every=2)).run(progress=lambda step, row: seen.append((step, row)))
+    assert [row for _, row in seen] == rows
+    assert [(step, row["kind"]) for step, row in seen] == [
+        (1, "train"), (2, "train"), (2, "validation"), (3, "train"), (4, "train"), (4, "validation")]
