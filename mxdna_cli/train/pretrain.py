@@ -352,9 +352,10 @@ def plot_log(log_path: str | Path, png_path: str | Path) -> None:
             continue
         x = [float(r["nucleotides"]) / 1e6 for r in picked]
         y = [float(r["mlm_loss"]) for r in picked]
-        if kind == "train" and len(y) > 50:  # smooth the noisy per-step training loss
-            width = max(1, len(y) // 100)
-            y = np.convolve(y, np.ones(width) / width, mode="same").tolist()
+        if kind == "train" and len(y) > 50:  # a running mean of the noisy per-step training loss
+            width = max(1, len(y) // 50)
+            y = np.convolve(y, np.ones(width) / width, mode="valid").tolist()
+            x = x[width - 1 :]
         ax_loss.plot(x, y, style, label=f"{kind} masked-LM loss", markersize=3)
         if kind == "validation":
             ax_acc.plot(x, [float(r["accuracy"]) for r in picked], "o-", markersize=3)
