@@ -8,6 +8,7 @@ Writers are context managers: leaving the `with` block normally commits, an exce
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import os
@@ -331,7 +332,7 @@ def _refuse_stdout(path: str, what: str) -> None:
         raise UsageError(f"{what} output cannot go to stdout ('-'); give a file name")
 
 
-class _BinaryOutput(_CommitOnExit):
+class _BinaryOutput(_CommitOnExit, abc.ABC):
     """The life cycle of a binary output written to a temporary file, with a JSON sidecar.
 
     close() finishes the file and prepares the sidecar, then renames the file into place and only
@@ -344,9 +345,9 @@ class _BinaryOutput(_CommitOnExit):
     _temporary: str
     _done: bool
 
+    @abc.abstractmethod
     def _finish(self) -> dict[str, Any]:
         """Complete the temporary file and close it; return the sidecar's metadata."""
-        raise NotImplementedError
 
     def _committed(self) -> None:
         """The file is in place: commit what else goes with it (before the sidecar)."""
