@@ -29,23 +29,14 @@ from mxdna_cli.train.data import (
     find_fasta_files,
     fixed_validation_windows,
     load_genomes,
-    mask_tokens,
     split_heldout,
 )
-from mxdna_cli.train.pretrain import evaluate_masked_lm
+from mxdna_cli.train.pretrain import evaluate_masked_lm, masked_batches
 from mxdna_cli.weights import load_model
 
 EVAL_SEED = 1234
 EVAL_BATCH = 16
 SPECIES_FOLDERS = ("arabidopsis", "bacteria", "drosophila", "yeast", "human")
-
-
-def masked_batches(windows: np.ndarray, seed: int = EVAL_SEED, batch_size: int = EVAL_BATCH):
-    """The (ids, labels) batches `evaluate_masked_lm` scores, for the baselines."""
-    generator = torch.Generator().manual_seed(seed)
-    for start in range(0, len(windows), batch_size):
-        ids = torch.from_numpy(np.asarray(windows[start : start + batch_size], dtype=np.int64))
-        yield mask_tokens(ids, generator)
 
 
 @torch.no_grad()
@@ -88,7 +79,9 @@ def main() -> None:
     print(f"| MxDNA `{info.name}` | {result['accuracy']:.4f} | {result['loss']:.4f} |")
     largest = fit_markov(train, 8)  # one count pass; lower orders are restrictions of it
     for k in range(0, 9):
-        accuracy, entropy = evaluate_masked_windows(largest.restrict(k), masked_batches(windows))
+        accuracy, entropy = evaluate_masked_windows(
+            largest.restrict(k), masked_batches(windows, seed=EVAL_SEED, batch_size=EVAL_BATCH)
+        )
         name = "unigram" if k == 0 else f"Markov k={k}"
         print(f"| {name} | {accuracy:.4f} | {entropy:.4f} |")
 

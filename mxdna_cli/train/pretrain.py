@@ -102,6 +102,15 @@ def mean_unit_length(center_expert: torch.Tensor, kernel_sizes) -> float:
     return float(torch.tensor(kernel_sizes, device=centres.device)[centres].float().mean())
 
 
+def masked_batches(windows: np.ndarray, *, seed: int, mask_prob: float = 0.15, batch_size: int = 16):
+    """Seeded (masked ids, labels) batches of fixed windows: the positions every evaluation scores,
+    so the model and the count baselines can be compared on exactly the same nucleotides."""
+    generator = torch.Generator().manual_seed(seed)
+    for start in range(0, len(windows), batch_size):
+        ids = torch.from_numpy(np.asarray(windows[start : start + batch_size], dtype=np.int64))
+        yield mask_tokens(ids, generator, mask_prob)
+
+
 @torch.no_grad()
 def evaluate_masked_lm(
     model: MxDNAForMaskedLM,
@@ -116,11 +125,8 @@ def evaluate_masked_lm(
     """Masked-nucleotide loss (nats) and accuracy over fixed windows, with seeded masking."""
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
     total_loss, correct, count = 0.0, 0, 0
-    for start in range(0, len(windows), batch_size):
-        ids = torch.from_numpy(np.asarray(windows[start : start + batch_size], dtype=np.int64))
-        masked, labels = mask_tokens(ids, generator, mask_prob)
+    for masked, labels in masked_batches(windows, seed=seed, mask_prob=mask_prob, batch_size=batch_size):
         input_ids, mask, labels = with_cls_sep(masked, labels)
         with torch.autocast(torch.device(device).type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
             out = model(input_ids.to(device), mask.to(device))
