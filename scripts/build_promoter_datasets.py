@@ -22,7 +22,9 @@ arabidopsis_nontata    CNNProm Arabidopsis non-TATA promoters vs the large CNNPr
 arabidopsis_tair10_chr1  windows -200..+50 (251 bp) around every distinct mRNA TSS of TAIR10 chr1
                        (GFF; '-' strand genes reverse-complemented) vs the same number of random 251 bp
                        chr1 windows, random strand, no N, non-overlapping, at least 2 kb from every
-                       annotated TSS (5' end of any gene, pseudogene or transcript feature).
+                       annotated TSS (5' end of any gene, pseudogene or transcript feature). Nothing
+                       within 2 kb of chr1:20,000,001-21,000,000 is used: that megabase is held out
+                       for the genome-scan evaluation (scripts/promoter_scan.py).
 
 Splits are 80/10/10, seeded and stratified by class, and grouped: sequences that share a 50-mer
 (exact duplicates, overlapping windows of nearby TSSs, near-identical copies) are kept in the same
@@ -66,6 +68,9 @@ SEED_PIECE = 60  # exact-match seeds for locating positives in the human negativ
 HUMAN_EXCLUDE_BP = 2000
 TAIR_TSS_DISTANCE = 2000
 TAIR_UPSTREAM, TAIR_DOWNSTREAM = 200, 50
+# The genome-scan evaluation region of TAIR10 chr1 (0-based, half-open). No training, validation or test
+# window of arabidopsis_tair10_chr1 comes within TAIR_TSS_DISTANCE of it, so the scan is held out.
+TAIR_SCAN_REGION = (20_000_000, 21_000_000)
 GUE_PARTS, GUE_KEEP = 20, 8
 ACGT = np.frombuffer(b"ACGT", dtype=np.uint8)
 TSS_FEATURES = {
@@ -433,11 +438,15 @@ def build_tair(data: Path, out: Path, seed: int, index: int = 5) -> dict:
     records = {r.name: r.sequence.upper() for r in iter_fasta_records(str(genome_file))}
     chrom = records[contig]
     width = TAIR_UPSTREAM + TAIR_DOWNSTREAM + 1
-    positives, skipped = [], {"off_chromosome": 0, "with_N": 0}
+    positives, skipped = [], {"off_chromosome": 0, "with_N": 0, "near_scan_region": 0}
+    scan_lo, scan_hi = TAIR_SCAN_REGION[0] - TAIR_TSS_DISTANCE, TAIR_SCAN_REGION[1] + TAIR_TSS_DISTANCE
     for strand, tss in tss_list:
         window = tss_window(chrom, strand, tss)
         if window is None:
             skipped["off_chromosome"] += 1
+            continue
+        if scan_lo - width < tss < scan_hi + width:
+            skipped["near_scan_region"] += 1
             continue
         if not is_acgt(window):
             skipped["with_N"] += 1
@@ -448,6 +457,7 @@ def build_tair(data: Path, out: Path, seed: int, index: int = 5) -> dict:
     allowed = np.isin(raw, ACGT)
     for tss in all_tss:
         allowed[max(0, tss - TAIR_TSS_DISTANCE) : tss + TAIR_TSS_DISTANCE + 1] = False
+    allowed[scan_lo:scan_hi] = False  # a window needs every base allowed, so none reaches the held-out region
     rng = np.random.default_rng([seed, index, 3])
     windows = random_windows({contig: chrom}, {contig: allowed}, len(positives), width, rng)
     negatives = []
@@ -469,6 +479,8 @@ def build_tair(data: Path, out: Path, seed: int, index: int = 5) -> dict:
                                          f"least {TAIR_TSS_DISTANCE} bp from the 5' end of every gene, pseudogene and "
                                          "transcript feature of the GFF", "annotated_tss": len(all_tss)},
             "removed": removed,
+            "held_out_scan_region": {"contig": contig, "start": TAIR_SCAN_REGION[0], "end": TAIR_SCAN_REGION[1],
+                                     "margin": TAIR_TSS_DISTANCE, "coordinates": "0-based, half-open"},
             "seed": seed,
             "caveat": "TSSs are the annotation's transcript 5' ends (TAIR10/Araport), not experimentally mapped TSSs; "
                       "promoters of alternative TSSs of one gene overlap and are kept in one split.",
