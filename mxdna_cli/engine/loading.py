@@ -18,6 +18,7 @@ from mxdna_cli.errors import DataError, UsageError
 
 DTYPES: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PROMOTER_LABEL = "promoter"
+DEFAULT_PROMOTER_MODEL = "promoter-arabidopsis"
 NO_CLASSIFIER = "no promoter classifier is bundled yet; train one with `mxdna finetune` or pass --model"
 
 
@@ -115,9 +116,11 @@ def find_classifier(name_or_path: str | None, label: str) -> Path:
     if env and (Path(env) / model_files.CARD_FILE).is_file():
         if model_files.read_info(env).task == "classification":
             return Path(env)
-    for info in model_files.list_bundled():
-        if info.task == "classification" and label in info.labels:
-            return info.path
+    bundled = [info for info in model_files.list_bundled() if info.task == "classification" and label in info.labels]
+    # the genome-scan model first: it was trained against random genomic DNA, not curated negatives
+    preferred = [info for info in bundled if info.path.name == DEFAULT_PROMOTER_MODEL and label == PROMOTER_LABEL]
+    if preferred or bundled:
+        return (preferred or bundled)[0].path
     raise DataError(NO_CLASSIFIER)
 
 
