@@ -230,3 +230,22 @@ def test_units_and_states_do_not_depend_on_batch_company(tiny):
     assert np.array_equal(alone.starts, batched.starts) and np.array_equal(alone.lengths, batched.lengths)
     np.testing.assert_allclose(alone.states, batched.states, rtol=1e-4, atol=1e-5)
     assert alone.starts[0] == 0 and alone.starts[-1] + alone.lengths[-1] == 150
+
+
+# --------------------------------------------------------------------------- choosing a classifier
+
+
+def test_predict_promoter_prefers_the_genome_scan_classifier_among_bundled_ones(tmp_path, monkeypatch):
+    from mxdna_cli.engine.loading import DEFAULT_PROMOTER_MODEL, find_classifier
+    from mxdna_cli.model.mxdna import MxDNAForSequenceClassification
+
+    torch.manual_seed(0)
+    classifier = MxDNAForSequenceClassification(ModelConfig.preset("tiny"), num_labels=2)
+    labels = {"labels": ["nonpromoter", "promoter"]}
+    for name in ("a-promoter-first-by-name", DEFAULT_PROMOTER_MODEL, "z-other"):
+        save_model(classifier, tmp_path / name, extra=labels)
+    monkeypatch.setenv("MXDNA_WEIGHTS", str(tmp_path))
+    assert find_classifier(None, "promoter").name == DEFAULT_PROMOTER_MODEL
+    # another label falls back to the first bundled classifier that has it
+    assert find_classifier(None, "nonpromoter").name == "a-promoter-first-by-name"
+    assert find_classifier(str(tmp_path / "z-other"), "promoter").name == "z-other"
