@@ -821,14 +821,18 @@ class _TrainProgress:
 
 @app.command(
     epilog=_example(
-        "mxdna evaluate /work/shared/data/pretrain/yeast --model mxdna-small",
+        "mxdna evaluate ../shared/data/pretrain/yeast --model mxdna-small",
         "mxdna evaluate held_out.fa -m runs/export --window 510 --max-windows 512 --seed 1",
+        "mxdna evaluate data/promoter/arabidopsis_nontata/test.tsv -m promoter-arabidopsis",
+        "mxdna evaluate promoter=tss.bed nonpromoter=random.bed --genome genome.fa -m my-classifier",
     ),
 )
 @option_groups
 def evaluate(
     inputs: Annotated[
-        list[str], typer.Argument(metavar="FASTA...", help="FASTA files or folders.", show_default=False)
+        list[str], typer.Argument(metavar="INPUT...", help="FASTA files or folders (masked-LM model), or labelled "
+                                  "sequences (classifier: CSV/TSV, LABEL=FASTA, or BED with --genome).",
+                                  show_default=False)
     ],
     output: Annotated[str, typer.Option("--output", "-o", help="TSV with one result row; '-' = stdout.")] = "-",
     window: Annotated[int, typer.Option("--window", "-w", help="Nucleotides per evaluation window.", min=1)] = 510,
@@ -837,14 +841,18 @@ def evaluate(
     ] = 256,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the masking (same seed = same masked positions).")] = 1234,
     mask_prob: Annotated[float, typer.Option("--mask-prob", help="Share of nucleotides masked.")] = 0.15,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per batch.", min=1)] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Windows (sequences) per batch.", min=1)] = 16,
+    genome: Annotated[Optional[str], typer.Option("--genome", help="FASTA that BED inputs refer to (classifier).",
+                      show_default=False)] = None,
     model: ModelOptions = ModelOptions(),
     quiet: QuietOpt = False,
 ) -> None:
-    """Masked-nucleotide accuracy and loss of any masked-LM model on any FASTA (seeded, reproducible).
+    """Masked-nucleotide accuracy and loss of a masked-LM model on any FASTA (seeded, reproducible), or a
+    classifier's accuracy, F1, MCC, AUROC and AUPRC on labelled sequences.
 
-    Windows tile each record from its start without overlap (windows with > 10% N are skipped);
-    15% of nucleotides are masked BERT-style and the model predicts them (softmax over A/C/G/T).
+    Masked LM: windows tile each record from its start without overlap (windows with > 10% N are
+    skipped); 15% of nucleotides are masked BERT-style and the model predicts them (softmax over
+    A/C/G/T). Classifier: every sequence is classified whole; labels must be the model's classes.
     """
     from mxdna_cli.io.writers import TsvWriter
 
@@ -852,17 +860,22 @@ def evaluate(
     reporter = StderrReporter(quiet)
     loaded = model.load(reporter)
     settings = engine.EvaluateSettings(window=window, max_windows=max_windows, seed=seed, mask_prob=mask_prob,
-                                       batch_size=batch_size)
+                                       batch_size=batch_size, genome=genome)
     result = engine.evaluate(inputs, loaded, settings)
-    meta = engine.run_meta("evaluate", loaded, None, mask_prob=mask_prob)
-    columns = ("model", "input", "window", "windows", "masked", "loss", "accuracy", "seed")
+    if loaded.info.task == "classification":
+        columns = ("model", "input", "n", *engine.CLASSIFIER_METRICS)
+        summary = ", ".join(f"{m} {result[m]:.4f}" for m in engine.CLASSIFIER_METRICS)
+        summary += f" on {result['n']:,} sequences"
+        meta = engine.run_meta("evaluate", loaded, None)
+    else:
+        columns = ("model", "input", "window", "windows", "masked", "loss", "accuracy", "seed")
+        summary = (f"accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} nats on "
+                   f"{result['masked']:,} masked nucleotides ({result['windows']} windows)")
+        meta = engine.run_meta("evaluate", loaded, None, mask_prob=mask_prob)
     with TsvWriter(output, columns, meta) as writer:
         writer.write_row([result[c] for c in columns])
     if not quiet:
-        _stderr(f"{PROG} evaluate: accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} nats on "
-                f"{result['masked']:,} masked nucleotides ({result['windows']} windows) in {result['seconds']} s")
-
-
+        _stderr(f"{PROG} evaluate: {summary} in {result['seconds']} s")
 
 
 @app.command(

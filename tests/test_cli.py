@@ -534,3 +534,29 @@ def test_finetune_on_a_single_class_is_a_data_error(tmp_path):
     result = run("finetune", single, "-o", tmp_path / "clf", "--from-scratch", "--preset", "tiny", "--threads", "1")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1 and "error" in result.stderr
     assert not (tmp_path / "clf" / "model.safetensors").exists()
+
+
+def test_evaluate_a_classifier_agrees_with_its_predictions(models, tmp_path):
+    from mxdna_cli.train.metrics import classification_metrics
+
+    sequences = [line.split("\t") for line in (DATA / "promoter" / "tata_small.tsv").read_text().splitlines()[1:]]
+    by_class = {label: [s for s, y in sequences if y == label][:6] for label in ("promoter", "nonpromoter")}
+    assert all(by_class.values())
+    write_fasta(tmp_path / "p.fa", [(f"p{i}", s) for i, s in enumerate(by_class["promoter"])])
+    write_fasta(tmp_path / "n.fa", [(f"n{i}", s) for i, s in enumerate(by_class["nonpromoter"])])
+    result = ok("evaluate", f"promoter={tmp_path / 'p.fa'}", f"non_promoter={tmp_path / 'n.fa'}", "-m", models.clf,
+                "--threads", "1")
+    header, [row] = rows(result.stdout)[0], rows(result.stdout)[1:]
+    got = dict(zip(header, row))
+    assert int(got["n"]) == 12
+    predicted = []
+    for name in ("p.fa", "n.fa"):
+        predicted += [float(r[5]) for r in rows(ok("predict", "promoter", tmp_path / name, "--model", models.clf).stdout)[1:]]
+    y = [1] * len(by_class["promoter"]) + [0] * len(by_class["nonpromoter"])
+    p = np.array(predicted)
+    expected = classification_metrics(y, np.stack([1 - p, p], axis=1))
+    for metric in ("accuracy", "mcc", "auroc", "auprc"):
+        assert float(got[metric]) == pytest.approx(expected[metric], abs=1e-4)
+    wrong = run("evaluate", f"maybe={tmp_path / 'p.fa'}", "-m", models.clf, "--threads", "1")
+    errors = [line for line in wrong.stderr.splitlines() if "error" in line]
+    assert wrong.exit_code == 1 and len(errors) == 1 and "maybe" in errors[0]

@@ -22,7 +22,7 @@ The verb modules are not named like their functions (`embed`, `tokenize`, ...) s
 
 from mxdna_cli.device import pick_device
 from mxdna_cli.engine.embedding import OUT_DTYPES, POOLINGS, EmbedSettings, check_pool_strand, embed
-from mxdna_cli.engine.evaluation import EvaluateSettings, evaluate
+from mxdna_cli.engine.evaluation import CLASSIFIER_METRICS, EvaluateSettings, evaluate
 from mxdna_cli.engine.info import describe_models, environment
 from mxdna_cli.engine.inputs import STRANDS, Inputs, InputSpec, Target, strands_for
 from mxdna_cli.engine.loading import DTYPES, PROMOTER_LABEL, LoadedModel, load, load_classifier
@@ -52,6 +52,7 @@ __all__ = [
     "PROMOTER_LABEL",
     "STRANDS",
     "EmbedSettings",
+    "CLASSIFIER_METRICS",
     "EvaluateSettings",
     "InputSpec",
     "Inputs",

@@ -1,5 +1,5 @@
 """The evaluate verb: seeded masked-nucleotide loss and accuracy of a masked-LM model on fixed
-windows of any FASTA files."""
+windows of any FASTA files, or a classifier's metrics on any labelled sequences."""
 
 from __future__ import annotations
 
@@ -20,10 +20,17 @@ class EvaluateSettings:
     seed: int = 1234
     mask_prob: float = 0.15
     batch_size: int = 16
+    genome: str | None = None  # FASTA that BED inputs of a classifier refer to
+
+
+CLASSIFIER_METRICS = ("accuracy", "f1", "mcc", "auroc", "auprc", "loss")
 
 
 def evaluate(paths: Sequence[str], loaded: LoadedModel, settings: EvaluateSettings) -> dict[str, Any]:
-    """Seeded masked-nucleotide loss and accuracy on fixed windows of the FASTA files."""
+    """Seeded masked-nucleotide loss and accuracy on fixed windows of the FASTA files (a masked-LM
+    model), or accuracy, F1, MCC, AUROC and AUPRC on labelled sequences (a classifier)."""
+    if loaded.info.task == "classification":
+        return evaluate_classifier_on(paths, loaded, settings)
     from mxdna_cli.train.data import find_fasta_files, fixed_validation_windows, load_genomes
     from mxdna_cli.train.pretrain import evaluate_masked_lm
 
@@ -51,3 +58,27 @@ def evaluate(paths: Sequence[str], loaded: LoadedModel, settings: EvaluateSettin
             "loss": round(result["loss"], 6), "accuracy": round(result["accuracy"], 6), "seed": s.seed,
             "seconds": round(seconds, 2)}
 
+
+
+def evaluate_classifier_on(specs: Sequence[str], loaded: LoadedModel, settings: EvaluateSettings) -> dict[str, Any]:
+    """A classifier's test metrics on labelled inputs (the formats `mxdna finetune` reads); every
+    label must be one of the model's classes."""
+    from mxdna_cli.train.finetune import evaluate_classifier, read_labeled
+
+    examples = read_labeled(list(specs), settings.genome)
+    if len(examples) == 0:
+        raise DataError(f"no labelled sequences in {', '.join(specs)}")
+    labels = loaded.info.labels
+    unknown = sorted(set(examples.labels) - set(labels))
+    if unknown:
+        raise DataError(f"label(s) {', '.join(unknown)} are not classes of model '{loaded.name}' "
+                        f"(its classes: {', '.join(labels)})")
+    started = time.perf_counter()
+    result = evaluate_classifier(loaded.module, examples.sequences, [labels.index(y) for y in examples.labels],
+                                 batch_size=settings.batch_size, device=loaded.device,
+                                 autocast_dtype=loaded.autocast)
+    row = {"model": loaded.name, "model_sha256": loaded.info.sha256, "input": ",".join(map(str, specs)),
+           "n": int(result["n"])}
+    row.update({m: round(float(result[m]), 6) for m in CLASSIFIER_METRICS})
+    row["seconds"] = round(time.perf_counter() - started, 2)
+    return row
