@@ -35,9 +35,10 @@ def main(argv=None) -> int:
     model, info = load_model(source)
     dest.mkdir(parents=True, exist_ok=True)
     save_model(model, dest, half=True, extra={**info.extra, "labels": info.labels})
-    for name in ("README.md", "training_log.tsv"):
-        if (source / name).is_file():
-            shutil.copyfile(source / name, dest / name)
+    if (source / "training_log.tsv").is_file():
+        shutil.copyfile(source / "training_log.tsv", dest / "training_log.tsv")
+    card_text = (source / "README.md").read_text() if (source / "README.md").is_file() else ""
+    (dest / "README.md").write_text(card_text.replace(f"# {source.name}:", f"# {dest.name}:", 1))
 
     half_model, _ = load_model(dest)
     table = read_table(args.test)
