@@ -6,7 +6,7 @@
 
 MxDNA rows come from the `model.json` that `mxdna finetune` wrote in `<runs>/<dataset>-pre`
 (started from the pretrained model) and `<runs>/<dataset>-scratch` (same architecture, random
-start); baseline rows from the TSV of scripts/promoter_baselines.py. Prints a markdown table per
+start), and `<runs>/<dataset>-pre-lr3e-4` where a longer run was made; baseline rows from the TSV of scripts/promoter_baselines.py. Prints a markdown table per
 dataset (the best value of each column in bold) and writes every row as a TSV.
 """
 
@@ -21,7 +21,8 @@ from pathlib import Path
 METRICS = ("accuracy", "f1", "mcc", "auroc", "auprc")
 DATASETS = ("human_tata_synthetic", "human_tata_genomic", "arabidopsis_tata", "arabidopsis_nontata",
             "arabidopsis_tair10_chr1")
-MXDNA_RUNS = (("pre", "MxDNA pretrained → fine-tuned"), ("scratch", "MxDNA from scratch"))
+MXDNA_RUNS = (("pre", "MxDNA pretrained → fine-tuned"), ("scratch", "MxDNA from scratch"),
+              ("pre-lr3e-4", "MxDNA pretrained → fine-tuned, lr 3e-4, 3 epochs"))
 HEADERS = {"accuracy": "accuracy", "f1": "F1", "mcc": "MCC", "auroc": "AUROC", "auprc": "AUPRC"}
 BASELINE_NAMES = {"6mer_lr": "6-mer logistic regression", "cnn": "CNN from scratch"}
 

@@ -88,6 +88,26 @@ def baseline_tracks(dataset: str, genome: str, chrom: str, start: int, end: int,
     return tracks
 
 
+def save_tracks(path: Path, tracks: dict[str, dict[str, StrandTrack]], window: int, step: int) -> None:
+    arrays = {"geometry": np.array([window, step])}
+    for name, strands in tracks.items():
+        for strand, t in strands.items():
+            arrays[f"{name}|{strand}|centres"], arrays[f"{name}|{strand}|values"] = t.centres, t.values
+    np.savez(path, **arrays)
+
+
+def load_tracks(path: Path, window: int, step: int) -> dict[str, dict[str, StrandTrack]]:
+    data = np.load(path)
+    if tuple(data["geometry"]) != (window, step):
+        raise SystemExit(f"{path}: baseline tracks of window/step {tuple(data['geometry'])}, not {(window, step)}")
+    tracks: dict[str, dict[str, StrandTrack]] = {}
+    for key in data.files:
+        if key.endswith("|centres"):
+            name, strand, _ = key.split("|")
+            tracks.setdefault(name, {})[strand] = StrandTrack(data[key], data[f"{name}|{strand}|values"])
+    return tracks
+
+
 def gene_models(gff: str, chrom: str, start: int, end: int) -> list[tuple[int, int, str, str]]:
     """(start, end, strand, name) of the GFF's genes overlapping [start, end)."""
     genes = []
@@ -151,6 +171,8 @@ def main(argv=None) -> int:
     parser.add_argument("--genome", help="indexed FASTA of chr1 (needed by --baselines)")
     parser.add_argument("--baselines", metavar="DATASET", help="train and scan the baselines on this dataset folder")
     parser.add_argument("--baseline-models", nargs="*", default=["kmer_lr", "cnn"], choices=["kmer_lr", "cnn"])
+    parser.add_argument("--step", type=int, default=50, help="baseline window step when no --track gives it")
+    parser.add_argument("--baseline-cache", help="an .npz of the baseline tracks: read if it exists, else written")
     parser.add_argument("--tolerance", type=int, default=250, help="bp around the expected window centre")
     parser.add_argument("--background", type=int, default=20000, help="background loci")
     parser.add_argument("--seed", type=int, default=0)
@@ -172,9 +194,16 @@ def main(argv=None) -> int:
         models[name] = {"+": read_bigwig(forward, chrom, start, end), "-": read_bigwig(reverse, chrom, start, end)}
     if args.baselines:
         if window is None:
-            window, step = TAIR_UPSTREAM + TAIR_DOWNSTREAM + 1, 50
-        models.update(baseline_tracks(args.baselines, args.genome, chrom, start, end, window, step, args.seed,
-                                      args.baseline_models))
+            window, step = TAIR_UPSTREAM + TAIR_DOWNSTREAM + 1, args.step
+        cache = Path(args.baseline_cache) if args.baseline_cache else None
+        if cache is not None and cache.is_file():
+            models.update(load_tracks(cache, window, step))
+        else:
+            baselines = baseline_tracks(args.baselines, args.genome, chrom, start, end, window, step, args.seed,
+                                        args.baseline_models)
+            if cache is not None:
+                save_tracks(cache, baselines, window, step)
+            models.update(baselines)
     if not models:
         parser.error("give --track and/or --baselines")
 
