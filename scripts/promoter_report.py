@@ -22,7 +22,7 @@ METRICS = ("accuracy", "f1", "mcc", "auroc", "auprc")
 DATASETS = ("human_tata_synthetic", "human_tata_genomic", "arabidopsis_tata", "arabidopsis_nontata",
             "arabidopsis_tair10_chr1")
 MXDNA_RUNS = (("pre", "MxDNA pretrained → fine-tuned"), ("scratch", "MxDNA from scratch"),
-              ("pre-lr3e-4", "MxDNA pretrained → fine-tuned, lr 3e-4, 3 epochs"))
+              ("pre-lr3e-4", "MxDNA pretrained → fine-tuned, lr 3e-4, 3 epochs (shipped)"))
 HEADERS = {"accuracy": "accuracy", "f1": "F1", "mcc": "MCC", "auroc": "AUROC", "auprc": "AUPRC"}
 BASELINE_NAMES = {"6mer_lr": "6-mer logistic regression", "cnn": "CNN from scratch"}
 

@@ -124,7 +124,7 @@ def gene_models(gff: str, chrom: str, start: int, end: int) -> list[tuple[int, i
 
 
 def draw(png: str, models: dict[str, dict[str, StrandTrack]], tss, genes, views: list[tuple[int, int]], chrom: str,
-         thresholds: dict[str, float]) -> None:
+         thresholds: dict[str, float], step: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +145,7 @@ def draw(png: str, models: dict[str, dict[str, StrandTrack]], tss, genes, views:
         for s, e, strand, name in genes:
             if e < lo or s > hi:
                 continue
-            y = 0.0
+            s, e, y = max(s, lo), min(e, hi), 0.0  # clipped to the view
             ax.annotate("", xy=((e if strand == "+" else s) / 1e3, y), xytext=((s if strand == "+" else e) / 1e3, y),
                         arrowprops=dict(arrowstyle="-|>", color="black", lw=2.5))
             ax.text((max(s, lo) + min(e, hi)) / 2e3, 0.06 if strand == "+" else -0.12, name, ha="center", fontsize=7)
@@ -157,7 +157,7 @@ def draw(png: str, models: dict[str, dict[str, StrandTrack]], tss, genes, views:
         ax.set_ylabel("P(promoter)\n+ strand up, - down", fontsize=8)
         ax.set_xlabel(f"{chrom} position (kb)", fontsize=8)
     axes[0, 0].legend(loc="upper right", fontsize=8)
-    axes[0, 0].set_title("Promoter tracks (windows of -200..+50, step 50) with annotated TSSs (grey) and genes; "
+    axes[0, 0].set_title(f"Promoter tracks (251 nt windows every {step} nt) with annotated TSSs (grey) and genes; "
                          "dotted: 5% FPR threshold", fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
@@ -230,7 +230,7 @@ def main(argv=None) -> int:
     Path(args.out).write_text("\t".join(header) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows))
     if args.png:
         views = [tuple(int(x) for x in v.split("-")) for v in args.views]
-        draw(args.png, models, tss, gene_models(args.gff, chrom, start, end), views, chrom, thresholds)
+        draw(args.png, models, tss, gene_models(args.gff, chrom, start, end), views, chrom, thresholds, step)
     return 0
 
 

@@ -239,8 +239,11 @@ def test_tokenize_units_tile_every_record_and_tokens_are_valid_bed12(models, tmp
     meta = header_meta(units_path.read_text())
     assert (meta["window"], meta["stride"], meta["model_sha256"]) == ("400", "300", read_info(models.mlm).sha256)
     by_chrom = {chrom: check_tiling(units, chrom, 0, length) for chrom, length in LENGTHS.items()}
-    # neighbouring windows share unit boundaries in their 100 nt overlap: the cut never clips a unit
-    assert not any(name.endswith("_clip") for _, _, _, name, _, _ in units)
+    # the cut falls on a boundary both windows share when there is one; otherwise it clips the one unit
+    # across it (two pieces), so each seam adds at most two clipped pieces (how many: float details)
+    seams = sum(count_windows(length, 400, 300) - 1 for length in LENGTHS.values())
+    clipped = sum(name.endswith("_clip") for _, _, _, name, _, _ in units)
+    assert clipped <= 2 * seams < len(units) / 10
     for chrom, start, end, name, score, strand in units:
         match = UNIT_NAME.match(name)
         assert match and strand == "+" and 0 <= int(score) <= 1000
