@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 from pathlib import Path
 
 METRICS = ("accuracy", "f1", "mcc", "auroc", "auprc")
@@ -31,11 +30,11 @@ def mxdna_row(folder: Path) -> dict | None:
     card = folder / "model.json"
     if not card.is_file():
         return None
-    test = json.loads(card.read_text())["extra"]["metrics"]["test"]
+    metrics = json.loads(card.read_text())["extra"]["metrics"]
+    test = metrics["test"]
     row = {m: test[m] for m in METRICS}
     row["n_test"] = test["n"]
-    best = re.search(r"Best validation MCC at step (\d+) of (\d+)", (folder / "README.md").read_text())
-    row["notes"] = f"best step {best[1]} of {best[2]}" if best else ""
+    row["notes"] = f"best step {metrics['best_step']} of {metrics['steps']}"
     return row
 
 

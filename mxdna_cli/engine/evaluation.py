@@ -59,7 +59,6 @@ def evaluate(paths: Sequence[str], loaded: LoadedModel, settings: EvaluateSettin
             "seconds": round(seconds, 2)}
 
 
-
 def evaluate_classifier_on(specs: Sequence[str], loaded: LoadedModel, settings: EvaluateSettings) -> dict[str, Any]:
     """A classifier's test metrics on labelled inputs (the formats `mxdna finetune` reads); every
     label must be one of the model's classes."""
