@@ -185,6 +185,7 @@ class Pretrainer:
         self.step = 0
         self.nucleotides = 0
         self.seconds = 0.0
+        self.warm_start: dict | None = None  # the training history of the model this run started from
         if (self.out / CHECKPOINT).is_file() and not restart:
             self._resume()
         else:
@@ -213,6 +214,7 @@ class Pretrainer:
             "step": self.step,
             "nucleotides": self.nucleotides,
             "seconds": self.seconds,
+            "warm_start": self.warm_start,
         }
 
     def save_checkpoint(self) -> None:
@@ -238,6 +240,7 @@ class Pretrainer:
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.nucleotides, self.seconds = state["step"], state["nucleotides"], state["seconds"]
+        self.warm_start = state.get("warm_start")
         self._truncate_log(self.step)
         self.say(f"resumed {self.out} at step {self.step}")
 
@@ -250,6 +253,7 @@ class Pretrainer:
         if info.task != "masked_lm" or info.config != self.config:
             raise UsageError(f"{folder}: a {info.task} model with another config cannot seed a '{self.settings.preset}' run")
         self.model.load_state_dict(model.state_dict())
+        self.warm_start = training_history(info)
         self.say(f"starting from the weights of {folder}")
 
     def _truncate_log(self, step: int) -> None:
@@ -343,14 +347,34 @@ def read_log(path: str | Path) -> list[dict]:
     return [dict(zip(header, line.split("\t"))) for line in lines[1:] if line]
 
 
-def plot_log(log_path: str | Path, png_path: str | Path) -> None:
-    """Training and validation loss against nucleotides seen, as a PNG."""
+def chain_logs(log_paths) -> tuple[list[dict], list[float]]:
+    """Rows of consecutive training stages (a run warm-started from the previous stage's export) on
+    one axis: each stage's steps and nucleotides continue from where the previous stage ended.
+    Returns the rows and the nucleotide counts where each later stage began."""
+    rows, boundaries = [], []
+    step_offset = nucleotide_offset = 0
+    for index, path in enumerate(log_paths):
+        stage = read_log(path)
+        if index:
+            boundaries.append(nucleotide_offset)
+        for row in stage:
+            rows.append({**row, "step": str(int(row["step"]) + step_offset),
+                         "nucleotides": str(int(float(row["nucleotides"])) + nucleotide_offset)})
+        if stage:
+            step_offset = int(rows[-1]["step"])
+            nucleotide_offset = int(rows[-1]["nucleotides"])
+    return rows, boundaries
+
+
+def plot_log(log_paths: str | Path | list, png_path: str | Path) -> None:
+    """Training and validation loss against nucleotides seen, as a PNG; several logs are drawn as
+    consecutive stages, split by dashed lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = read_log(log_path)
+    rows, boundaries = chain_logs([log_paths] if isinstance(log_paths, (str, Path)) else log_paths)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for kind, style in (("train", "-"), ("validation", "o-")):
         picked = [r for r in rows if r["kind"] == kind]
@@ -365,23 +389,48 @@ def plot_log(log_path: str | Path, png_path: str | Path) -> None:
         ax_loss.plot(x, y, style, label=f"{kind} masked-LM loss", markersize=3)
         if kind == "validation":
             ax_acc.plot(x, [float(r["accuracy"]) for r in picked], "o-", markersize=3)
-    ax_loss.set_xlabel("nucleotides seen (millions)")
+    for axis in (ax_loss, ax_acc):
+        for boundary in boundaries:
+            axis.axvline(boundary / 1e6, color="grey", linestyle="--", linewidth=0.8)
+        axis.set_xlabel("nucleotides seen (millions)")
     ax_loss.set_ylabel("cross-entropy (nats)")
     ax_loss.legend()
-    ax_acc.set_xlabel("nucleotides seen (millions)")
     ax_acc.set_ylabel("held-out masked-nucleotide accuracy")
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
 
 
+def training_history(info) -> dict:
+    """What a saved masked-LM model's card says about how it was trained (for a run warm-started from it)."""
+    extra = info.extra
+    return {
+        "model": str(info.path), "sha256": info.sha256,
+        "steps": extra.get("total_steps", extra.get("steps", 0)),
+        "nucleotides_seen": extra.get("total_nucleotides_seen", extra.get("nucleotides_seen", 0)),
+        "train_seconds": extra.get("total_train_seconds", extra.get("train_seconds", 0)),
+        "stages": extra.get("stages", [{k: extra[k] for k in ("steps", "nucleotides_seen", "train_seconds", "settings") if k in extra}]),
+    }
+
+
 def export_checkpoint(run_dir: str | Path, folder: str | Path, *, half: bool = True, extra: dict | None = None):
-    """Write the run's current model as a model folder (safetensors + card) for `embed`/`tokenize`."""
+    """Write the run's current model as a model folder (safetensors + card) for `embed`/`tokenize`.
+
+    A run warm-started from another model adds that model's training to the totals and lists every
+    stage, so the card counts all the nucleotides the weights have seen."""
     from mxdna_cli.weights import save_model
 
     state = torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=False)
     model = MxDNAForMaskedLM(ModelConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])
-    info = {"steps": state["step"], "nucleotides_seen": state["nucleotides"], "train_seconds": round(state["seconds"]),
-            "settings": {k: v for k, v in state["settings"].items() if k not in ("out_dir",)}}
+    this_stage = {"steps": state["step"], "nucleotides_seen": state["nucleotides"], "train_seconds": round(state["seconds"]),
+                  "settings": {k: v for k, v in state["settings"].items() if k not in ("out_dir",)}}
+    earlier = state.get("warm_start") or {"steps": 0, "nucleotides_seen": 0, "train_seconds": 0, "stages": []}
+    info = {**this_stage,
+            "total_steps": earlier["steps"] + this_stage["steps"],
+            "total_nucleotides_seen": earlier["nucleotides_seen"] + this_stage["nucleotides_seen"],
+            "total_train_seconds": earlier["train_seconds"] + this_stage["train_seconds"],
+            "stages": [*earlier["stages"], this_stage]}
+    if state.get("warm_start"):
+        info["warm_start"] = {k: earlier[k] for k in ("model", "sha256")}
     return save_model(model.eval(), folder, half=half, extra={**info, **(extra or {})})

@@ -10,9 +10,11 @@ from mxdna_cli.model.mxdna import MxDNAForMaskedLM
 from mxdna_cli.train.pretrain import (
     PretrainSettings,
     Pretrainer,
+    chain_logs,
     evaluate_masked_lm,
     export_checkpoint,
     lr_factor,
+    plot_log,
     read_log,
 )
 from mxdna_cli.weights import load_model
@@ -117,6 +119,40 @@ def test_warm_start_copies_the_weights_of_a_saved_model(tmp_path):
         assert torch.equal(a, b), name
     with pytest.raises(UsageError, match="cannot seed"):
         Pretrainer(settings(tmp_path / "third", init_from=str(tmp_path / "model"), preset="small"))
+
+
+def test_export_of_a_warm_started_run_counts_every_stage(tmp_path):
+    Pretrainer(settings(tmp_path / "first"), say=lambda _: None).run(stop_after_steps=3)
+    first = export_checkpoint(tmp_path / "first", tmp_path / "model", half=False)
+    second_run = Pretrainer(settings(tmp_path / "second", init_from=str(tmp_path / "model"), seed=5), say=lambda _: None)
+    second_run.run(stop_after_steps=2)
+    del second_run
+    # resuming keeps the history of the warm start
+    Pretrainer(settings(tmp_path / "second", init_from=str(tmp_path / "model"), seed=5), say=lambda _: None).run(stop_after_steps=1)
+    export_checkpoint(tmp_path / "second", tmp_path / "model", half=False)  # overwrite the model it started from
+    _, info = load_model(tmp_path / "model")
+    extra = info.extra
+    assert [stage["steps"] for stage in extra["stages"]] == [3, 3]
+    assert [stage["settings"]["seed"] for stage in extra["stages"]] == [0, 5]
+    assert extra["steps"] == 3 and extra["total_steps"] == 6
+    assert extra["total_nucleotides_seen"] == 2 * extra["nucleotides_seen"] == 6 * 8 * 96
+    assert extra["warm_start"]["sha256"] == first.sha256
+
+
+def test_chained_stage_logs_continue_steps_and_nucleotides(tmp_path):
+    Pretrainer(settings(tmp_path / "first", steps=4), say=lambda _: None).run()
+    Pretrainer(settings(tmp_path / "second", steps=4, eval_every=2), say=lambda _: None).run()
+    logs = [tmp_path / "first" / "log.tsv", tmp_path / "second" / "log.tsv"]
+    first, second = read_log(logs[0]), read_log(logs[1])
+    rows, boundaries = chain_logs(logs)
+    assert len(rows) == len(first) + len(second)
+    train_steps = [int(r["step"]) for r in rows if r["kind"] == "train"]
+    assert train_steps == list(range(1, 9))
+    nucleotides = [int(r["nucleotides"]) for r in rows if r["kind"] == "train"]
+    assert nucleotides == [8 * 96 * step for step in range(1, 9)]
+    assert boundaries == [4 * 8 * 96]
+    plot_log(logs, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_progress_sees_every_training_and_validation_row(tmp_path):
