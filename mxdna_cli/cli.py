@@ -8,10 +8,12 @@ one line, `mxdna: error: ...`, with exit code 1 (bad data) or 2 (bad usage), in 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
 import json
+import signal
 import sys
 import time
 import typing
@@ -664,6 +666,21 @@ def _heldout(items: list[str] | None) -> list | None:
     return result
 
 
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Turn SIGTERM (kill, a scheduler's time limit) and SIGINT into KeyboardInterrupt so a run saves
+    its checkpoint; a shell starts background jobs with SIGINT ignored, which Python would keep."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @app.command(
     epilog=_example(
         "mxdna pretrain /work/shared/data/pretrain --out runs/small --preset small --steps 20000 "
@@ -742,7 +759,7 @@ def pretrain(
                 "training runs without validation (see --heldout)")
     progress = _TrainProgress(trainer, quiet)
     try:
-        with progress:
+        with progress, _stop_on_signals():
             trainer.run(progress=progress.update)
     except KeyboardInterrupt:
         _stderr(f"{PROG}: interrupted at step {trainer.step}; checkpoint saved in {out}; "

@@ -4,8 +4,10 @@ coordinates, strands, stitching, pipes, and one-line errors that leave no output
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -416,6 +418,26 @@ def test_pretrain_plot_export_resume_and_evaluate(tmp_path):
     unmatched = ok("pretrain", DATA / "pretrain_small.fa", "--out", tmp_path / "run2", "--steps", 1, *common[:-8],
                    "--heldout", "no-such-record", "--threads", 1, "--device", "cpu")
     assert "warning: no held-out sequence matched" in unmatched.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_background_pretraining_run_stopped_by_a_signal_saves_its_checkpoint(tmp_path, signum):
+    """A shell starts background jobs with SIGINT ignored; kill and Ctrl-C must both save the run."""
+    run_dir = tmp_path / "run"
+    command = [str(Path(sys.executable).parent / "mxdna"), "pretrain", str(DATA / "pretrain_small.fa"), "-o", str(run_dir),
+               "--preset", "tiny", "--window", "96", "--batch-size", "2", "--steps", "100000", "--eval-every", "100000",
+               "--checkpoint-minutes", "600", "--threads", "1", "--device", "cpu", "-q"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    log = run_dir / "log.tsv"
+    while process.poll() is None and not (log.is_file() and len(log.read_text().splitlines()) > 3):
+        time.sleep(0.2)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted at step" in stderr and "Traceback" not in stderr
+    saved = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert saved["step"] >= 3
 
 
 # --------------------------------------------------------------------------- pipes
