@@ -430,10 +430,13 @@ def test_a_background_pretraining_run_stopped_by_a_signal_saves_its_checkpoint(t
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     log = run_dir / "log.tsv"
-    while process.poll() is None and not (log.is_file() and len(log.read_text().splitlines()) > 3):
-        time.sleep(0.2)
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        while process.poll() is None and not (log.is_file() and len(log.read_text().splitlines()) > 3):
+            time.sleep(0.2)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()  # never leave a training run behind when the signal was ignored
     assert process.returncode == 130, stderr
     assert "interrupted at step" in stderr and "Traceback" not in stderr
     saved = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
