@@ -347,7 +347,7 @@ def read_log(path: str | Path) -> list[dict]:
     return [dict(zip(header, line.split("\t"))) for line in lines[1:] if line]
 
 
-def chain_logs(log_paths) -> tuple[list[dict], list[float]]:
+def chain_logs(log_paths) -> tuple[list[dict], list[int]]:
     """Rows of consecutive training stages (a run warm-started from the previous stage's export) on
     one axis: each stage's steps and nucleotides continue from where the previous stage ended.
     Returns the rows and the nucleotide counts where each later stage began."""
@@ -409,7 +409,9 @@ def training_history(info) -> dict:
         "steps": extra.get("total_steps", extra.get("steps", 0)),
         "nucleotides_seen": extra.get("total_nucleotides_seen", extra.get("nucleotides_seen", 0)),
         "train_seconds": extra.get("total_train_seconds", extra.get("train_seconds", 0)),
-        "stages": extra.get("stages", [{k: extra[k] for k in ("steps", "nucleotides_seen", "train_seconds", "settings") if k in extra}]),
+        # a card exported before stages were recorded describes one stage
+        "stages": extra.get("stages", [{k: extra[k] for k in ("steps", "nucleotides_seen", "train_seconds", "settings")
+                                        if k in extra}] if "steps" in extra else []),
     }
 
 
@@ -425,12 +427,13 @@ def export_checkpoint(run_dir: str | Path, folder: str | Path, *, half: bool = T
     model.load_state_dict(state["model"])
     this_stage = {"steps": state["step"], "nucleotides_seen": state["nucleotides"], "train_seconds": round(state["seconds"]),
                   "settings": {k: v for k, v in state["settings"].items() if k not in ("out_dir",)}}
-    earlier = state.get("warm_start") or {"steps": 0, "nucleotides_seen": 0, "train_seconds": 0, "stages": []}
+    warm_start = state.get("warm_start")
+    earlier = warm_start or {"steps": 0, "nucleotides_seen": 0, "train_seconds": 0, "stages": []}
     info = {**this_stage,
             "total_steps": earlier["steps"] + this_stage["steps"],
             "total_nucleotides_seen": earlier["nucleotides_seen"] + this_stage["nucleotides_seen"],
             "total_train_seconds": earlier["train_seconds"] + this_stage["train_seconds"],
             "stages": [*earlier["stages"], this_stage]}
-    if state.get("warm_start"):
-        info["warm_start"] = {k: earlier[k] for k in ("model", "sha256")}
+    if warm_start:
+        info["warm_start"] = {k: warm_start[k] for k in ("model", "sha256")}
     return save_model(model.eval(), folder, half=half, extra={**info, **(extra or {})})

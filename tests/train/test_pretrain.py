@@ -17,7 +17,7 @@ from mxdna_cli.train.pretrain import (
     plot_log,
     read_log,
 )
-from mxdna_cli.weights import load_model
+from mxdna_cli.weights import load_model, save_model
 
 FIXTURE = "tests/data/pretrain_small.fa"
 
@@ -137,6 +137,16 @@ def test_export_of_a_warm_started_run_counts_every_stage(tmp_path):
     assert extra["steps"] == 3 and extra["total_steps"] == 6
     assert extra["total_nucleotides_seen"] == 2 * extra["nucleotides_seen"] == 6 * 8 * 96
     assert extra["warm_start"]["sha256"] == first.sha256
+
+
+def test_export_of_a_run_started_from_an_untrained_model_lists_only_its_own_stage(tmp_path):
+    save_model(MxDNAForMaskedLM(ModelConfig.preset("tiny")), tmp_path / "untrained", trained=False)
+    Pretrainer(settings(tmp_path / "run", init_from=str(tmp_path / "untrained")), say=lambda _: None).run(stop_after_steps=2)
+    export_checkpoint(tmp_path / "run", tmp_path / "model", half=False)
+    extra = load_model(tmp_path / "model")[1].extra
+    assert [stage["steps"] for stage in extra["stages"]] == [2]
+    assert extra["total_steps"] == 2 and extra["total_nucleotides_seen"] == 2 * 8 * 96
+    assert set(extra["warm_start"]) == {"model", "sha256"}
 
 
 def test_chained_stage_logs_continue_steps_and_nucleotides(tmp_path):
