@@ -81,7 +81,7 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| MxDNA `{info.name}` | {result['accuracy']:.4f} | {result['loss']:.4f} |")
     largest = None if args.no_baselines else fit_markov(train, 8)  # one count pass; lower orders are restrictions of it
-    for k in range(0, 9) if largest else ():
+    for k in range(0, 9) if largest is not None else ():
         accuracy, entropy = evaluate_masked_windows(
             largest.restrict(k), masked_batches(windows, seed=EVAL_SEED, batch_size=EVAL_BATCH)
         )
