@@ -404,14 +404,14 @@ def plot_log(log_paths: str | Path | list, png_path: str | Path) -> None:
 def training_history(info) -> dict:
     """What a saved masked-LM model's card says about how it was trained (for a run warm-started from it)."""
     extra = info.extra
+    # A card exported before stages were recorded describes one stage; a model never pretrained, none.
+    single_stage = {k: extra[k] for k in ("steps", "nucleotides_seen", "train_seconds", "settings") if k in extra}
     return {
         "model": str(info.path), "sha256": info.sha256,
         "steps": extra.get("total_steps", extra.get("steps", 0)),
         "nucleotides_seen": extra.get("total_nucleotides_seen", extra.get("nucleotides_seen", 0)),
         "train_seconds": extra.get("total_train_seconds", extra.get("train_seconds", 0)),
-        # a card exported before stages were recorded describes one stage
-        "stages": extra.get("stages", [{k: extra[k] for k in ("steps", "nucleotides_seen", "train_seconds", "settings")
-                                        if k in extra}] if "steps" in extra else []),
+        "stages": extra.get("stages", [single_stage] if "steps" in extra else []),
     }
 
 
