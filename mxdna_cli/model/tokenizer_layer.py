@@ -50,10 +50,14 @@ def deformable_conv1d(values, centres, offsets, modulation, weight):
     batch, length, channels = values.shape
     taps = weight.shape[-1]
     grid = torch.arange(taps, device=values.device, dtype=offsets.dtype) - taps // 2
-    positions = centres[..., None].to(offsets.dtype) + grid + offsets
-    low = torch.floor(positions)
-    frac = (positions - low).to(values.dtype)
-    low = low.long()
+    # Split integer and fractional parts relative to the centre: the interpolation weights then
+    # carry the offsets' own precision instead of that of an absolute position (whose float32
+    # spacing grows with the position, and would make results depend on rounding noise).
+    relative = grid + offsets
+    step = torch.floor(relative)
+    frac = (relative - step).to(values.dtype)
+    low = centres[..., None] + step.long()
+    positions = centres[..., None].to(offsets.dtype) + relative
 
     def sample(index: torch.Tensor) -> torch.Tensor:
         inside = ((index >= 0) & (index < length)).to(values.dtype)
@@ -84,12 +88,18 @@ class DeformableAssembly(nn.Module):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
 
-    def forward(self, hidden, token_positions, token_mask, nucleotide_mask):
-        """hidden (B, L, d) after the experts; token_positions (B, K). Returns tokens (B, K, d) and sampling info."""
+    def forward(self, hidden, token_positions, token_mask, nucleotide_mask, valid_mask):
+        """hidden (B, L, d) after the experts; token_positions (B, K); masks (B, L) bool.
+
+        Returns tokens (B, K, d) and sampling info.
+        """
         normed = self.norm(hidden)
         # Offsets and modulators look at neighbouring nucleotides, whether or not they are tokens.
-        offsets_all = self.offset_conv(normed.transpose(1, 2)).transpose(1, 2)
-        modulation_all = 2 * torch.sigmoid(self.modulator_conv(normed.transpose(1, 2)).transpose(1, 2))
+        # Padding rows are zeroed first: alone, the convolution's own zero padding is what [SEP]'s
+        # right-hand tap sees, and a padded row's LayerNorm output (its bias) must not replace it.
+        conv_input = (normed * valid_mask[..., None].to(normed.dtype)).transpose(1, 2)
+        offsets_all = self.offset_conv(conv_input).transpose(1, 2)
+        modulation_all = 2 * torch.sigmoid(self.modulator_conv(conv_input).transpose(1, 2))
         index = token_positions[..., None].expand(-1, -1, offsets_all.shape[-1])
         offsets = offsets_all.gather(1, index)
         modulation = modulation_all.gather(1, index)
@@ -171,7 +181,9 @@ class LearntTokenizer(nn.Module):
         hidden = hidden + self._experts(normed, center, gate)
         token_mask = is_centre | special_mask
         positions, valid = compact_positions(token_mask)
-        tokens, sample_positions, modulation = self.assembly(hidden, positions, token_mask, nucleotide_mask)
+        tokens, sample_positions, modulation = self.assembly(
+            hidden, positions, token_mask, nucleotide_mask, nucleotide_mask | special_mask
+        )
         return Tokenization(
             tokens=tokens,
             token_positions=positions,
