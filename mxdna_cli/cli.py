@@ -41,8 +41,55 @@ def error_line(message: str) -> str:
     return f"{PROG}: error: {_one_line(message)}"
 
 
+class Interrupted(Exception):
+    """A verb stopped by SIGINT or SIGTERM, after its outputs were cleaned up (exit 128 + signal).
+
+    Not a KeyboardInterrupt: click would turn that into an Abort and print a blank line first.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Signal(KeyboardInterrupt):
+    """Raised by the signal handlers below, so that every `with` block and writer unwinds (and
+    removes its temporary files) exactly as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_signal(signum: int, frame: Any) -> None:
+    raise _Signal(signum)
+
+
+@contextlib.contextmanager
+def interrupts_unwind():
+    """SIGTERM (timeout, SLURM, container runtimes) is handled like SIGINT; a shell starts background
+    jobs with SIGINT ignored, which Python would keep, so both are set here."""
+    try:
+        previous = {sig: signal.signal(sig, _raise_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    except ValueError:  # not the main thread (e.g. called from a library user's worker): leave them
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class MxdnaGroup(TyperGroup):
     """The top-level group: maps every expected failure to one stderr line and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            with interrupts_unwind():
+                return super().invoke(ctx)
+        except KeyboardInterrupt as interrupt:
+            raise Interrupted(getattr(interrupt, "signum", signal.SIGINT)) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any) -> Any:
         try:
@@ -50,6 +97,9 @@ class MxdnaGroup(TyperGroup):
                 args=args, prog_name=prog_name or PROG, complete_var=complete_var, standalone_mode=False, **extra
             )
             code = result if isinstance(result, int) else 0
+        except Interrupted as interrupted:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            code = 128 + interrupted.signum
         except MxdnaError as error:
             print(error_line(str(error)), file=sys.stderr)
             code = error.exit_code
@@ -259,6 +309,18 @@ class ModelOptions:
                                       threads=self.threads, reporter=reporter)
 
 
+def model_files_of(weights: str | None) -> list[str]:
+    """The files of a model folder given by path (outputs must never overwrite them)."""
+    if weights is None or not Path(weights).is_dir():
+        return []
+    return [str(Path(weights) / name) for name in ("model.safetensors", "model.json", "README.md")]
+
+
+def check_paths(outputs: dict[str, str | None], *inputs: str | None, weights: str | None = None) -> None:
+    """Usage errors before any work: an output that is an input, or two outputs on one path."""
+    engine.check_output_paths(outputs, [*inputs, *model_files_of(weights)])
+
+
 def option_groups(verb: Callable[..., Any]) -> Callable[..., Any]:
     """Let a verb take the option groups above: a parameter typed with a group (its default: the
     group's defaults) stands, on the command line, for the group's options, in their order, at its
@@ -430,6 +492,7 @@ def embed(
     engine.output_format(output, settings.fmt)
     engine.resolve_stride(windowing.window, windowing.stride)
     engine.check_pool_strand(pool.value, source.strand.value)
+    check_paths({"--output": output}, input, source.bed, weights=model.weights)
     with source.open(input) as inputs:
         summary = engine.embed(inputs, model.load(reporter), settings, reporter)
     _report("embed", summary, quiet)
@@ -495,6 +558,11 @@ def tokenize(
         window=windowing.window, stride=windowing.stride, batch_tokens=windowing.batch_tokens,
     )
     engine.resolve_stride(windowing.window, windowing.stride)
+    for path, kind, option in ((export_bed, "bed", "--export-bed"), (tokens, "bed", "--tokens"),
+                               (summary, "tsv", "--summary"), (plot, "png", "--plot")):
+        engine.check_suffix(path, kind, option)
+    check_paths({"--export-bed": export_bed, "--tokens": tokens, "--summary": summary, "--plot": plot},
+                input, source.bed, weights=model.weights)
     reporter = StderrReporter(quiet)
     with source.open(input) as inputs:
         result = engine.tokenize(inputs, model.load(reporter), settings, reporter)
@@ -558,6 +626,9 @@ def promoter(
         raise UsageError("-o/--output (TSV) and --track (bigWig) cannot be used together; choose one")
     if track is not None:
         engine.check_track(track)
+    engine.check_suffix(output, "tsv", "--output")
+    engine.check_suffix(track, "bigwig", "--track")
+    check_paths({"--output": output, "--track": track}, input, source.bed, weights=model.weights)
     settings = engine.PredictSettings(
         output=output or "-", track=track, window=window, step=step, label=label, batch_tokens=batch_tokens,
     )
@@ -594,6 +665,8 @@ def windows(
     outputs are used for. The plan's size (records, windows, nucleotides, input positions = tokens
     that --batch-tokens budgets, batches) goes to stderr.
     """
+    engine.check_suffix(output, "tsv", "--output")
+    check_paths({"--output": output}, input, source.bed)
     with source.open(input) as inputs:
         summary = engine.window_plan(inputs, output, window=windowing.window, stride=windowing.stride,
                                      batch_tokens=windowing.batch_tokens)
@@ -664,21 +737,6 @@ def _heldout(items: list[str] | None) -> list | None:
         else:
             result.append(item)
     return result
-
-
-@contextlib.contextmanager
-def _stop_on_signals():
-    """Turn SIGTERM (kill, a scheduler's time limit) and SIGINT into KeyboardInterrupt so a run saves
-    its checkpoint; a shell starts background jobs with SIGINT ignored, which Python would keep."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @app.command(
@@ -759,12 +817,12 @@ def pretrain(
                 "training runs without validation (see --heldout)")
     progress = _TrainProgress(trainer, quiet)
     try:
-        with progress, _stop_on_signals():
+        with progress:
             trainer.run(progress=progress.update)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         _stderr(f"{PROG}: interrupted at step {trainer.step}; checkpoint saved in {out}; "
                 "run the same command again to resume")
-        raise typer.Exit(130) from None
+        raise typer.Exit(128 + getattr(interrupt, "signum", signal.SIGINT)) from None
     run_dir = Path(out)
     if plot is not None:
         plot_log(run_dir / "log.tsv", plot)
@@ -873,6 +931,8 @@ def evaluate(
     """
     from mxdna_cli.io.writers import TsvWriter
 
+    engine.check_suffix(output, "tsv", "--output")
+    check_paths({"--output": output}, *inputs, genome, weights=model.weights)
     engine.check_output(output)
     reporter = StderrReporter(quiet)
     loaded = model.load(reporter)
@@ -944,8 +1004,9 @@ def finetune(
 
     Early stopping on validation MCC; test accuracy, F1, MCC, AUROC and AUPRC go into the card.
     """
-    from mxdna_cli.train.finetune import FinetuneSettings, run_finetune
+    from mxdna_cli.train.finetune import FinetuneSettings, check_out_dir, run_finetune
 
+    check_out_dir(out)
     engine.pick_device(device)
     settings = FinetuneSettings(
         train=list(train), out_dir=out, valid=list(valid or []), test=list(test or []), genome=genome,

@@ -26,7 +26,7 @@ from mxdna_cli.engine.evaluation import CLASSIFIER_METRICS, EvaluateSettings, ev
 from mxdna_cli.engine.info import describe_models, environment
 from mxdna_cli.engine.inputs import STRANDS, Inputs, InputSpec, Target, strands_for
 from mxdna_cli.engine.loading import DTYPES, PROMOTER_LABEL, LoadedModel, load, load_classifier
-from mxdna_cli.engine.outputs import FORMATS, check_output, output_format, run_meta
+from mxdna_cli.engine.outputs import FORMATS, check_output, check_output_paths, check_suffix, output_format, run_meta
 from mxdna_cli.engine.plan import window_plan
 from mxdna_cli.engine.prediction import DEFAULT_TRACK_STEP, PredictSettings, check_track, predict
 from mxdna_cli.engine.report import Reporter, Summary
@@ -68,6 +68,8 @@ __all__ = [
     "WindowOutput",
     "check_one_strand",
     "check_output",
+    "check_output_paths",
+    "check_suffix",
     "check_pool_strand",
     "check_track",
     "choose_cut",

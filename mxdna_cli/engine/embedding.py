@@ -102,7 +102,7 @@ def embed(inputs: Inputs, loaded: LoadedModel, settings: EmbedSettings, reporter
     def run(on_piece: Callable[[WindowTask, Piece], None], on_target: Callable[[Target], None]) -> None:
         """Run every window of every target, stitched, calling back per piece and per finished target."""
         timed(summary, reporter, inputs.nucleotides_to_read, "embedding",
-              lambda: drive(runner, window_tasks(inputs.targets(), s.window, stride), on_piece, on_target))
+              lambda: drive(runner, window_tasks(inputs.targets(), s.window, stride, reporter), on_piece, on_target))
 
     if s.pool == "none":
         _embed_tokens(run, loaded.hidden_size, s, fmt, meta, summary)
@@ -114,28 +114,58 @@ def embed(inputs: Inputs, loaded: LoadedModel, settings: EmbedSettings, reporter
 
 def _embed_pooled(run, inputs: Inputs, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any],
                   summary: Summary) -> None:
-    if fmt == "npy":
-        inputs.materialize()
-        writer: Any = NpyWriter(s.output, inputs.count, d, s.dtype_out, index_columns=INDEX_COLUMNS, meta=meta)
-    else:
-        writer = TsvWriter(s.output, INDEX_COLUMNS + tuple(f"e{i}" for i in range(d)), meta)
     poolers: dict[int, _Pooler] = {}
 
     def on_piece(task: WindowTask, piece: Piece) -> None:
         pooler = poolers.setdefault(task.target.index, _Pooler(d, s.pool, len(task.target.strands)))
         pooler.add(task.pass_index, piece)
 
-    def on_target(target: Target) -> None:
-        vector = poolers.pop(target.index).vector()
-        if fmt == "npy":
-            writer.write_rows(summary.targets, vector)
-            writer.write_index_row(_index_row(target))
-        else:
-            writer.write_row(_index_row(target) + _value_cells(vector))
+    if fmt == "tsv":
+        writer = TsvWriter(s.output, INDEX_COLUMNS + tuple(f"e{i}" for i in range(d)), meta)
+
+        def on_target(target: Target) -> None:
+            writer.write_row(_index_row(target) + _value_cells(poolers.pop(target.index).vector()))
+            summary.count(target)
+
+        with writer:
+            run(on_piece, on_target)
+        return
+    if inputs.known:  # the row count is known up front: fill the matrix in place
+        npy = NpyWriter(s.output, inputs.count, d, s.dtype_out, index_columns=INDEX_COLUMNS, meta=meta)
+
+        def on_target_npy(target: Target) -> None:
+            npy.write_rows(summary.targets, poolers.pop(target.index).vector())
+            npy.write_index_row(_index_row(target))
+            summary.count(target)
+
+        with npy:
+            run(on_piece, on_target_npy)
+        return
+    # a stream (stdin, plain gzip, a pipe): rows wait in a spill file, so memory does not grow with the input
+    spill = _Spill(s.output, d, s.dtype_out)
+
+    def on_target_spill(target: Target) -> None:
+        spill.write(poolers.pop(target.index).vector()[None, :], [_index_row(target)])
         summary.count(target)
 
-    with writer:
-        run(on_piece, on_target)
+    try:
+        run(on_piece, on_target_spill)
+        _copy_spill(spill, s.output, d, s.dtype_out, INDEX_COLUMNS, meta)
+    finally:
+        spill.remove()
+
+
+def _copy_spill(spill: "_Spill", output: str, d: int, dtype: str, columns: Sequence[str],
+                meta: dict[str, Any]) -> None:
+    """Write the spilled rows and index lines as the NPY output (in blocks: bounded memory)."""
+    matrix, index_rows = spill.finish()
+    with NpyWriter(output, spill.rows, d, dtype, index_columns=columns, meta=meta) as npy:
+        step = 65536
+        for offset in range(0, spill.rows, step):
+            npy.write_rows(offset, np.asarray(matrix[offset : offset + step]))
+        for row in index_rows:
+            npy.write_index_row(row)
+    del matrix
 
 
 class _Spill:
@@ -222,21 +252,11 @@ def _embed_tokens(run, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any],
 
     try:
         run(on_piece_npy, on_target_npy)
-        matrix, index_rows = spill.finish()
         meta = {**meta, "records": os.path.basename(records_path)}
-        with contextlib.ExitStack() as stack:
-            # entered first, committed last: the records table never describes a missing matrix
-            record_writer = stack.enter_context(TsvWriter(records_path, RECORD_COLUMNS, meta))
-            npy = stack.enter_context(
-                NpyWriter(s.output, spill.rows, d, s.dtype_out, index_columns=TOKEN_COLUMNS, meta=meta)
-            )
-            step = 65536
-            for offset in range(0, spill.rows, step):
-                npy.write_rows(offset, np.asarray(matrix[offset : offset + step]))
-            for row in index_rows:
-                npy.write_index_row(row)
+        # entered first, committed last: the records table never describes a missing matrix
+        with TsvWriter(records_path, RECORD_COLUMNS, meta) as record_writer:
+            _copy_spill(spill, s.output, d, s.dtype_out, TOKEN_COLUMNS, meta)
             record_writer.write_rows(records)
-        del matrix
     finally:
         spill.remove()
     summary.outputs.append(records_path)

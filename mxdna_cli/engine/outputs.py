@@ -1,5 +1,6 @@
-"""What every output of a run shares: its provenance (`run_meta`), the check that it can be written
-where asked before any work starts, and the choice between NPY and TSV."""
+"""What every output of a run shares: its provenance (`run_meta`), the checks that it can be written
+where asked before any work starts (`check_output`, `check_output_paths`, `check_suffix`), and the
+choice between NPY and TSV."""
 
 from __future__ import annotations
 
@@ -39,6 +40,77 @@ def check_output(path: str, *, allow_stdout: bool = True, what: str = "output") 
     folder = output_folder(path)
     if not os.access(folder, os.W_OK):
         raise UsageError(f"{path}: output folder {folder} is not writable")
+
+
+# Files written beside an output (sidecars): they are outputs too, and must not hit an input either.
+COMPANIONS = {
+    ".npy": (".index.tsv", ".records.tsv"),  # replace the suffix
+}
+SIDECAR_SUFFIX = ".json"  # appended to NPY and bigWig outputs
+FASTA_INDEXES = (".fai", ".gzi")
+
+SUFFIXES = {
+    "tsv": (".tsv", ".txt", ".tab"),
+    "bed": (".bed",),
+    "bigwig": (".bw", ".bigwig"),
+    "png": (".png",),
+}
+
+
+def check_suffix(path: str | None, kind: str, option: str) -> None:
+    """A fixed-format output must be named for its format (`-` is stdout for text formats)."""
+    if path is None or path == STDOUT:
+        return
+    suffixes = SUFFIXES[kind]
+    if not path.lower().endswith(suffixes):
+        raise UsageError(f"{option} {path}: a {kind} output name must end with {' or '.join(suffixes)}")
+
+
+def _written_paths(path: str) -> list[str]:
+    """An output and the sidecars written beside it."""
+    paths = [path]
+    lower = path.lower()
+    for suffix, companions in COMPANIONS.items():
+        if lower.endswith(suffix):
+            paths += [path[: -len(suffix)] + c for c in companions]
+    if lower.endswith((".npy", ".bw", ".bigwig")):
+        paths.append(path + SIDECAR_SUFFIX)
+    return paths
+
+
+def _same_file_key(path: str) -> str:
+    """The real path of `path` (links resolved); a missing file's folder resolved, its name kept."""
+    return os.path.realpath(os.path.abspath(path))
+
+
+def check_output_paths(outputs: dict[str, str | None], inputs: list[str | None]) -> None:
+    """Before any work: no output (or its sidecars) is an input (or an input's .fai/.gzi), and no
+    two outputs share a path. `outputs` maps each option name to its path (None: not asked for)."""
+    protected: dict[str, str] = {}
+    for path in inputs:
+        if path is None or path == STDOUT:
+            continue
+        for candidate in [path] + [path + suffix for suffix in FASTA_INDEXES]:
+            protected.setdefault(_same_file_key(candidate), path)
+    seen: dict[str, str] = {}
+    stdout_options = []
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        if path == STDOUT:
+            stdout_options.append(option)
+            continue
+        for written in _written_paths(path):
+            key = _same_file_key(written)
+            if key in protected:
+                what = "is" if written == path else f"would write {written}, which is"
+                raise UsageError(f"{option} {path}: {what} an input ({protected[key]}); "
+                                 "choose another output name")
+            if key in seen:
+                raise UsageError(f"{option} {path}: the same file as {seen[key]}; give each output its own name")
+            seen[key] = f"{option} {path}"
+    if len(stdout_options) > 1:
+        raise UsageError(f"only one output can go to stdout ('-'): {', '.join(stdout_options)}")
 
 
 def output_format(path: str, fmt: str | None) -> str:

@@ -12,7 +12,7 @@ from mxdna_cli import sequence as dna
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.loading import PROMOTER_LABEL, LoadedModel
 from mxdna_cli.engine.outputs import check_output, run_meta
-from mxdna_cli.engine.report import Reporter, Summary, timed
+from mxdna_cli.engine.report import Reporter, Summary, check_target, timed
 from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner
 from mxdna_cli.errors import UsageError
 from mxdna_cli.io.writers import STDOUT, BigWigWriter, TsvWriter
@@ -20,6 +20,8 @@ from mxdna_cli.io.writers import STDOUT, BigWigWriter, TsvWriter
 DEFAULT_TRACK_WINDOW = 300
 DEFAULT_TRACK_STEP = 50
 MAX_WHOLE_LENGTH_FACTOR = 16  # a record longer than this x window must be scanned (--track)
+SHORT_FACTOR = 0.5  # a record shorter than this x the training length gets a warning
+MAX_TRACK_N_FRACTION = 0.5  # scan windows with more N than this (assembly gaps) get no value
 PREDICT_COLUMNS = ("id", "chrom", "start", "end", "strand", "probability", "label")
 
 
@@ -99,6 +101,10 @@ def predict(inputs: Inputs, loaded: LoadedModel, label_index: int, settings: Pre
     def tasks() -> Iterator[_WholeTask]:
         for target in inputs.targets():
             check_length(target)
+            check_target(target, reporter)
+            if target.length < SHORT_FACTOR * window:
+                reporter.warn_once("short", f"{target.name}: {target.length:,} nt is much shorter than the "
+                                            f"{window} nt the classifier was trained on: its probability means little")
             if target.length > 2 * window and not warned:
                 warned.append(True)
                 reporter.warn(f"{target.name}: {target.length:,} nt is classified whole, but the classifier "
@@ -151,14 +157,22 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
     runner = Runner(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
     short = []
 
+    gaps = []
+
     def tasks() -> Iterator[_TrackTask]:
         for target in inputs.targets(plan):
+            check_target(target, reporter)
             if target.length < window:
                 short.append(target.name)
                 continue
-            ids = dna.encode(target.sequence, record=target.name)
+            ids = target.model_ids("+")
             target.sequence = None  # the track needs only the ids: do not keep every record's text
+            # windows over assembly gaps get no value (no data in the bigWig), not a made-up score
+            unknown = np.concatenate([[0], np.cumsum(ids == dna.UNK)])
             for start in range(0, target.length - window + 1, s.step):
+                if unknown[start + window] - unknown[start] > MAX_TRACK_N_FRACTION * window:
+                    gaps.append(s.step)
+                    continue
                 for strand in target.strands:
                     piece = ids[start : start + window]
                     if strand == "-":
@@ -167,30 +181,26 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
 
     summary = Summary(outputs=[s.track, s.track + ".json"])
     with BigWigWriter(s.track, inputs.chrom_sizes(), meta) as writer:
-        values: list[float] = []
         pending: list[float] = []
         state: dict[str, Any] = {"target": None}
-
-        def flush() -> None:
-            target = state["target"]
-            if target is not None and values:
-                writer.add(target.chrom, target.start + offset, np.asarray(values), span=s.step)
-                summary.count(target)
-            values.clear()
 
         def work() -> None:
             for task, probs in runner.run(tasks(), runner.classify):
                 if task.target is not state["target"]:
-                    flush()
                     state["target"] = task.target
+                    summary.count(task.target)
                 pending.append(float(probs[label_index]))
                 if len(pending) == len(task.target.strands):
-                    values.append(float(np.mean(pending)))
+                    # contiguous windows are batched into one fixedStep entry by the writer
+                    writer.add(task.target.chrom, task.target.start + task.offset + offset,
+                               np.array([np.mean(pending)]), span=s.step)
                     pending.clear()
-            flush()
 
         total = sum(max(0, t.length - window) // s.step + 1 for t in plan if t.length >= window) * s.step
         timed(summary, reporter, total * inputs.passes, "scanning", work)
+    if gaps:
+        reporter.warn(f"{sum(gaps):,} nt in windows with more than {MAX_TRACK_N_FRACTION:.0%} N (assembly gaps) "
+                      "have no value in the track")
     if short:
         reporter.warn(f"{len(short)} record(s)/region(s) shorter than the {window} nt window have no values "
                       f"(first: {short[0]})")

@@ -23,6 +23,20 @@ class Reporter:
     def warn(self, message: str) -> None:
         """A one-line warning for the user."""
 
+    def warn_once(self, key: str, message: str) -> None:
+        """`warn`, but only the first time for `key` in this run."""
+        seen = self.__dict__.setdefault("_warned", set())
+        if key not in seen:
+            seen.add(key)
+            self.warn(message)
+
+
+def check_target(target: Any, reporter: Reporter) -> None:
+    """Warn (once a run) about a target whose outputs mean little: one that is all N."""
+    if target.sequence is not None and target.n_fraction >= 1.0:
+        reporter.warn_once("all-n", f"{target.name}: the sequence is all N (no A/C/G/T): its outputs carry "
+                                    "no information about DNA")
+
 
 @dataclass
 class Summary:
@@ -43,7 +57,6 @@ class Summary:
     @property
     def rate(self) -> float:
         return self.nucleotides / self.seconds if self.seconds > 0 else float("nan")
-
 
 
 def timed(summary: Summary, reporter: Reporter, total: int | None, description: str,

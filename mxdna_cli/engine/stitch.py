@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from mxdna_cli.engine.inputs import Target
+from mxdna_cli.engine.report import Reporter, check_target
 from mxdna_cli.engine.runner import Runner, WindowOutput
 from mxdna_cli.errors import UsageError
 from mxdna_cli.windows import Window, plan_windows
@@ -58,8 +59,11 @@ class WindowTask:
         return self.window_index == self.n_windows - 1
 
 
-def window_tasks(targets: Iterable[Target], window: int, stride: int) -> Iterator[WindowTask]:
+def window_tasks(targets: Iterable[Target], window: int, stride: int,
+                 reporter: Reporter | None = None) -> Iterator[WindowTask]:
     for target in targets:
+        if reporter is not None:
+            check_target(target, reporter)
         for pass_index, strand in enumerate(target.strands):
             ids = target.model_ids(strand)
             plan = plan_windows(len(ids), window, stride)

@@ -170,7 +170,7 @@ def tokenize(inputs: Inputs, loaded: LoadedModel, settings: TokenizeSettings, re
             summary.count(target)
 
         timed(summary, reporter, inputs.nucleotides_to_read, "tokenizing",
-               lambda: drive(runner, window_tasks(inputs.targets(), s.window, stride), on_piece, on_target))
+               lambda: drive(runner, window_tasks(inputs.targets(), s.window, stride, reporter), on_piece, on_target))
         lengths = np.arange(len(counts))
         total = int(counts.sum())
         summary.extra["length_counts"] = {int(k): int(counts[k]) for k in lengths if counts[k]}

@@ -36,10 +36,13 @@ jitter are all drawn from seeded generators).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -625,6 +628,37 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def check_out_dir(out_dir: str) -> None:
+    """Refuse, before any loading, a model folder that cannot be written as a new folder."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out_dir}: is a file; give a new folder name for the classifier")
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"-o {out_dir}: folder exists and is not empty; give a new folder name (or remove it)")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"-o {out_dir}: parent folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"-o {out_dir}: parent folder {parent} is not writable")
+
+
+@contextlib.contextmanager
+def staged_folder(out_dir: str):
+    """A hidden folder beside `out_dir` to write into; renamed to `out_dir` when the block succeeds,
+    deleted when it fails or is interrupted, so no empty or half-written model folder is left."""
+    out = Path(out_dir).resolve()
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield staging
+        if out.is_dir():
+            out.rmdir()  # empty (checked before the run)
+        os.replace(staging, out)
+        os.chmod(out, 0o755)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def run_finetune(settings: FinetuneSettings, progress: Callable[[int, dict], None] | None = None) -> dict:
     """Fine-tune, early-stop on validation MCC, test, and save the classifier folder.
 
@@ -634,6 +668,7 @@ def run_finetune(settings: FinetuneSettings, progress: Callable[[int, dict], Non
     seconds, pretrained_from.
     """
     _check_settings(settings)
+    check_out_dir(settings.out_dir)
     started = time.monotonic()
     torch.set_num_threads(settings.threads)
     device = pick_device(settings.device)
@@ -665,8 +700,6 @@ def run_finetune(settings: FinetuneSettings, progress: Callable[[int, dict], Non
     order_rng = np.random.default_rng([settings.seed, 1])
     eval_every = settings.eval_every or steps_per_epoch
 
-    out = Path(settings.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     log_rows: list[dict] = []
 
     def record(row: dict) -> None:
@@ -739,10 +772,12 @@ def run_finetune(settings: FinetuneSettings, progress: Callable[[int, dict], Non
     }
     from mxdna_cli.weights import save_model
 
-    model_info = save_model(model.cpu(), out, half=settings.half, extra=extra)
+    out = Path(settings.out_dir)
+    with staged_folder(settings.out_dir) as staging:
+        model_info = save_model(model.cpu(), staging, half=settings.half, extra=extra)
+        _write_log(staging / LOG_FILE, log_rows)
+        (staging / CARD_NAME).write_text(model_card(out.name, data, metrics, settings, pretrained_from, model.config))
     model.to(device)
-    _write_log(out / LOG_FILE, log_rows)
-    (out / CARD_NAME).write_text(model_card(out.name, data, metrics, settings, pretrained_from, model.config))
     return {"out_dir": str(out), "labels": data.labels, "window": data.window, "metrics": metrics,
             "best_step": best["step"], "steps": step, "epochs": metrics["epochs"], "stopped_early": stopped_early,
             "seconds": seconds, "pretrained_from": pretrained_from, "sha256": model_info.sha256,
