@@ -263,6 +263,13 @@ ThreadsOpt = Annotated[
         show_default="torch's choice", min=1,
     ),
 ]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option("--resume", help="Continue an interrupted run of the same command (same options and inputs) "
+                 "from the progress journal kept beside its output (.OUTPUT.resume/); the final files are those "
+                 "of an uninterrupted run. Without it, an unfinished earlier run is discarded.",
+                 rich_help_panel=OUTPUT_PANEL),
+]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar, summary or warnings on stderr.")
 ]
@@ -472,6 +479,7 @@ def embed(
     source: InputOptions = InputOptions(),
     windowing: WindowOptions = WindowOptions(),
     model: ModelOptions = ModelOptions(),
+    resume: ResumeOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Embed each record or region (or each token) with the model's token states.
@@ -486,7 +494,7 @@ def embed(
     settings = engine.EmbedSettings(
         output=output, fmt=format.value if format else None, pool=pool.value, layer=layer,
         dtype_out=dtype_out.value, window=windowing.window, stride=windowing.stride,
-        batch_tokens=windowing.batch_tokens,
+        batch_tokens=windowing.batch_tokens, resume=resume,
     )
     # validate the cheap things before loading a model
     engine.output_format(output, settings.fmt)
@@ -543,6 +551,7 @@ def tokenize(
     source: InputOptions = InputOptions(),
     windowing: WindowOptions = WindowOptions(),
     model: ModelOptions = ModelOptions(),
+    resume: ResumeOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Export the learnt tokenization: basic units (BED6) and assembled tokens (BED12).
@@ -555,7 +564,7 @@ def tokenize(
         export_bed = "-"
     settings = engine.TokenizeSettings(
         units=export_bed, tokens=tokens, summary=summary, plot=plot, min_weight=min_weight,
-        window=windowing.window, stride=windowing.stride, batch_tokens=windowing.batch_tokens,
+        window=windowing.window, stride=windowing.stride, batch_tokens=windowing.batch_tokens, resume=resume,
     )
     engine.resolve_stride(windowing.window, windowing.stride)
     for path, kind, option in ((export_bed, "bed", "--export-bed"), (tokens, "bed", "--tokens"),
@@ -615,6 +624,7 @@ def promoter(
     source: InputOptions = InputOptions(),
     batch_tokens: BatchTokensOpt = engine.DEFAULT_BATCH_TOKENS,
     model: ModelOptions = ModelOptions(),
+    resume: ResumeOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Promoter probability per record or region, or along the genome as a bigWig track.
@@ -626,11 +636,14 @@ def promoter(
         raise UsageError("-o/--output (TSV) and --track (bigWig) cannot be used together; choose one")
     if track is not None:
         engine.check_track(track)
+    if resume and track is None:
+        raise UsageError("--resume is for --track scans (a TSV of whole records is quick to redo)")
     engine.check_suffix(output, "tsv", "--output")
     engine.check_suffix(track, "bigwig", "--track")
     check_paths({"--output": output, "--track": track}, input, source.bed, weights=model.weights)
     settings = engine.PredictSettings(
         output=output or "-", track=track, window=window, step=step, label=label, batch_tokens=batch_tokens,
+        resume=resume,
     )
     reporter = StderrReporter(quiet)
     with source.open(input) as inputs:

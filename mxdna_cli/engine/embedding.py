@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from mxdna_cli.engine.inputs import Inputs, Target
+from mxdna_cli.engine.journal import Journal, input_fingerprint, reopen_for_append
 from mxdna_cli.engine.loading import LoadedModel
 from mxdna_cli.engine.outputs import check_output, output_format, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, timed
@@ -37,6 +38,7 @@ class EmbedSettings:
     window: int = DEFAULT_WINDOW
     stride: int | None = None
     batch_tokens: int = DEFAULT_BATCH_TOKENS
+    resume: bool = False  # continue an interrupted run from its journal
 
 
 class _Pooler:
@@ -97,31 +99,45 @@ def embed(inputs: Inputs, loaded: LoadedModel, settings: EmbedSettings, reporter
         layer=layer_shown, dtype_out=s.dtype_out if fmt == "npy" else None, batch_tokens=s.batch_tokens,
     )
     runner = Runner(loaded, batch_tokens=s.batch_tokens, layer=layer_index, states=True, reporter=reporter)
-    summary = Summary(outputs=[s.output])
+    journal = Journal([s.output], run_fingerprint(meta, inputs, output=s.output, format=fmt),
+                      resume=s.resume, warn=reporter.warn)
+    state = journal.state or {"summary": Summary(outputs=[s.output]), "poolers": {}, "records": [], "counts": {}}
+    summary: Summary = state["summary"]
 
     def run(on_piece: Callable[[WindowTask, Piece], None], on_target: Callable[[Target], None]) -> None:
         """Run every window of every target, stitched, calling back per piece and per finished target."""
+        tasks = window_tasks(inputs.targets(), s.window, stride, reporter)
         timed(summary, reporter, inputs.nucleotides_to_read, "embedding",
-              lambda: drive(runner, window_tasks(inputs.targets(), s.window, stride, reporter), on_piece, on_target))
+              lambda: drive(runner, tasks, on_piece, on_target, state=state, journal=journal))
 
-    if s.pool == "none":
-        _embed_tokens(run, loaded.hidden_size, s, fmt, meta, summary)
-    else:
-        _embed_pooled(run, inputs, loaded.hidden_size, s, fmt, meta, summary)
+    with journal.guard():
+        if s.pool == "none":
+            _embed_tokens(run, loaded.hidden_size, s, fmt, meta, state, journal)
+        else:
+            _embed_pooled(run, loaded.hidden_size, s, fmt, meta, state, journal)
     summary.windows = runner.windows
     return summary
 
 
-def _embed_pooled(run, inputs: Inputs, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any],
-                  summary: Summary) -> None:
-    poolers: dict[int, _Pooler] = {}
+def run_fingerprint(meta: dict[str, Any], inputs: Inputs, **outputs: Any) -> dict[str, Any]:
+    """What makes two runs the same run (for --resume): settings, model, inputs and their files."""
+    return {"meta": meta, "outputs": outputs, "regions": list(inputs.spec.regions),
+            "files": input_fingerprint([inputs.path, inputs.spec.bed])}
+
+
+def _embed_pooled(run, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any], state: dict[str, Any],
+                  journal: Journal) -> None:
+    poolers: dict[int, _Pooler] = state["poolers"]
+    summary: Summary = state["summary"]
 
     def on_piece(task: WindowTask, piece: Piece) -> None:
         pooler = poolers.setdefault(task.target.index, _Pooler(d, s.pool, len(task.target.strands)))
         pooler.add(task.pass_index, piece)
 
     if fmt == "tsv":
-        writer = TsvWriter(s.output, INDEX_COLUMNS + tuple(f"e{i}" for i in range(d)), meta)
+        writer = TsvWriter(s.output, INDEX_COLUMNS + tuple(f"e{i}" for i in range(d)), meta,
+                           **journal.file_options("output"))
+        journal.track("output", writer)
 
         def on_target(target: Target) -> None:
             writer.write_row(_index_row(target) + _value_cells(poolers.pop(target.index).vector()))
@@ -130,19 +146,9 @@ def _embed_pooled(run, inputs: Inputs, d: int, s: EmbedSettings, fmt: str, meta:
         with writer:
             run(on_piece, on_target)
         return
-    if inputs.known:  # the row count is known up front: fill the matrix in place
-        npy = NpyWriter(s.output, inputs.count, d, s.dtype_out, index_columns=INDEX_COLUMNS, meta=meta)
-
-        def on_target_npy(target: Target) -> None:
-            npy.write_rows(summary.targets, poolers.pop(target.index).vector())
-            npy.write_index_row(_index_row(target))
-            summary.count(target)
-
-        with npy:
-            run(on_piece, on_target_npy)
-        return
-    # a stream (stdin, plain gzip, a pipe): rows wait in a spill file, so memory does not grow with the input
-    spill = _Spill(s.output, d, s.dtype_out)
+    # NPY: rows wait in a spill file (the row count of a stream is known only at its end), so memory
+    # does not grow with the input; then they are copied into the matrix
+    spill = _Spill(s.output, d, s.dtype_out, journal)
 
     def on_target_spill(target: Target) -> None:
         spill.write(poolers.pop(target.index).vector()[None, :], [_index_row(target)])
@@ -169,18 +175,29 @@ def _copy_spill(spill: "_Spill", output: str, d: int, dtype: str, columns: Seque
 
 
 class _Spill:
-    """Rows of unknown count, appended to a temporary file next to the output, then copied into place."""
+    """Rows of unknown count, appended to temporary files (next to the output, or in a resumable
+    run's journal folder), then copied into place."""
 
-    def __init__(self, output: str, d: int, dtype: str) -> None:
+    def __init__(self, output: str, d: int, dtype: str, journal: Journal | None = None) -> None:
+        self.d = d
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._owned = not (journal is not None and journal.enabled)  # else the journal's folder holds them
+        if not self._owned:
+            self.matrix_path, self.index_path = journal.path("rows"), journal.path("index")
+            matrix_size, index_size = journal.size("rows"), journal.size("index")
+            self._matrix = reopen_for_append(self.matrix_path, "wb", matrix_size)
+            self._index = reopen_for_append(self.index_path, "w", index_size)
+            self.rows = (matrix_size or 0) // (self.d * self.dtype.itemsize)
+            journal.track("rows", self._matrix)
+            journal.track("index", self._index)
+            return
         folder = os.path.dirname(os.path.abspath(output))
         base = os.path.basename(output)
         fd, self.matrix_path = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".rows.tmp")
         self._matrix = os.fdopen(fd, "wb")
         fd, self.index_path = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".index.tmp")
         self._index = os.fdopen(fd, "w", encoding="utf-8")
-        self.d = d
-        self.dtype = np.dtype(dtype)
-        self.rows = 0
 
     def write(self, states: np.ndarray, index_rows: Iterable[Sequence[Any]]) -> None:
         self._matrix.write(np.ascontiguousarray(states, dtype=self.dtype).tobytes())
@@ -203,9 +220,12 @@ class _Spill:
         return matrix, index_rows()
 
     def remove(self) -> None:
+        """Close and delete the spill files (a journal's folder is the journal's to keep or remove)."""
         for handle in (self._matrix, self._index):
             with contextlib.suppress(Exception):
                 handle.close()
+        if not self._owned:
+            return
         for path in (self.matrix_path, self.index_path):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -221,13 +241,17 @@ def _token_rows(task: WindowTask, piece: Piece) -> list[list[Any]]:
     ]
 
 
-def _embed_tokens(run, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any], summary: Summary) -> None:
+def _embed_tokens(run, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any], state: dict[str, Any],
+                  journal: Journal) -> None:
+    summary: Summary = state["summary"]
     if fmt == "tsv":
-        writer = TsvWriter(s.output, TOKEN_COLUMNS + tuple(f"e{i}" for i in range(d)), meta)
+        writer = TsvWriter(s.output, TOKEN_COLUMNS + tuple(f"e{i}" for i in range(d)), meta,
+                           **journal.file_options("output"))
+        journal.track("output", writer)
 
         def on_piece(task: WindowTask, piece: Piece) -> None:
-            for row, state in zip(_token_rows(task, piece), piece.states):
-                writer.write_row(row + _value_cells(state))
+            for row, state_row in zip(_token_rows(task, piece), piece.states):
+                writer.write_row(row + _value_cells(state_row))
 
         with writer:
             run(on_piece, summary.count)
@@ -237,9 +261,9 @@ def _embed_tokens(run, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any],
     if not s.output.endswith(".npy"):
         raise UsageError(f"{s.output}: an NPY output name must end with .npy")
     records_path = s.output[: -len(".npy")] + ".records.tsv"
-    spill = _Spill(s.output, d, s.dtype_out)
-    records: list[list[Any]] = []
-    counts: dict[int, int] = {}
+    spill = _Spill(s.output, d, s.dtype_out, journal)
+    records: list[list[Any]] = state["records"]
+    counts: dict[int, int] = state["counts"]
 
     def on_piece_npy(task: WindowTask, piece: Piece) -> None:
         spill.write(piece.states, _token_rows(task, piece))
@@ -260,7 +284,6 @@ def _embed_tokens(run, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any],
     finally:
         spill.remove()
     summary.outputs.append(records_path)
-
 
 
 def _value_cells(values: np.ndarray) -> list[str]:

@@ -3,6 +3,9 @@ region as TSV, or scanned along the genome in windows as a bigWig track."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -10,11 +13,12 @@ import numpy as np
 
 from mxdna_cli import sequence as dna
 from mxdna_cli.engine.inputs import Inputs, Target
+from mxdna_cli.engine.journal import Journal, input_fingerprint, reopen_for_append
 from mxdna_cli.engine.loading import PROMOTER_LABEL, LoadedModel
 from mxdna_cli.engine.outputs import check_output, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, check_target, timed
 from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner
-from mxdna_cli.errors import UsageError
+from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.writers import STDOUT, BigWigWriter, TsvWriter
 
 DEFAULT_TRACK_WINDOW = 300
@@ -33,6 +37,7 @@ class PredictSettings:
     step: int = DEFAULT_TRACK_STEP
     label: str = PROMOTER_LABEL
     batch_tokens: int = DEFAULT_BATCH_TOKENS
+    resume: bool = False  # continue an interrupted --track run from its journal
 
 
 @dataclass
@@ -144,24 +149,38 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
     check_output(s.track, allow_stdout=False, what="bigWig")
     if not 1 <= s.step <= window:
         raise UsageError(f"--step {s.step}: must be between 1 and the window ({window})")
-    inputs.materialize()
-    order_rank = inputs.contig_order()
-    plan = sorted(inputs.plan(), key=lambda t: (order_rank[t.chrom], t.start, t.end))
-    for before, after in zip(plan, plan[1:]):
-        if before.chrom == after.chrom and after.start < before.end:
-            raise UsageError(f"--track needs regions that do not overlap: {before.name} and {after.name} overlap")
+    if inputs.known:  # regions or an indexed FASTA: scan in genome order, refuse overlaps up front
+        order_rank = inputs.contig_order()
+        plan = sorted(inputs.plan(), key=lambda t: (order_rank[t.chrom], t.start, t.end))
+        for before, after in zip(plan, plan[1:]):
+            if before.chrom == after.chrom and after.start < before.end:
+                raise UsageError(f"--track needs regions that do not overlap: {before.name} and {after.name} overlap")
+        targets = inputs.targets(plan)
+        chrom_sizes = inputs.chrom_sizes()
+        total = sum(max(0, t.length - window) // s.step + 1 for t in plan if t.length >= window) * s.step
+    else:  # a stream: records in file order; the bigWig header is written at the end, from what was read
+        targets, chrom_sizes, total = inputs.targets(), [], None
     offset = (window - s.step) // 2  # a window's value covers its central `step` bases
     meta = run_meta("predict", loaded, inputs, label=s.label, strand=inputs.spec.strand, window=window,
                     step=s.step, value_span=f"central {s.step} nt of each {window} nt window (offset {offset})",
                     batch_tokens=s.batch_tokens)
     runner = Runner(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
-    short = []
-
-    gaps = []
+    fingerprint = {"meta": meta, "track": s.track, "regions": list(inputs.spec.regions),
+                   "files": input_fingerprint([inputs.path, inputs.spec.bed])}
+    journal = Journal([s.track], fingerprint, resume=s.resume, warn=reporter.warn)
+    state = journal.state or {"summary": Summary(outputs=[s.track, s.track + ".json"]), "pending": [], "current": -1}
+    summary: Summary = state["summary"]
+    # what the task generator learns as it goes: recomputed when a resumed run skips the done tasks
+    short: list[str] = []
+    gaps: list[int] = []
+    chroms: dict[int, str] = {}
 
     def tasks() -> Iterator[_TrackTask]:
-        for target in inputs.targets(plan):
+        for target in targets:
             check_target(target, reporter)
+            chroms[target.index] = target.chrom
+            if not inputs.known:
+                chrom_sizes.append((target.chrom, target.length))
             if target.length < window:
                 short.append(target.name)
                 continue
@@ -179,25 +198,30 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
                         piece = np.ascontiguousarray(dna.reverse_complement_ids(piece))
                     yield _TrackTask(target, strand, start, piece, s.step)
 
-    summary = Summary(outputs=[s.track, s.track + ".json"])
-    with BigWigWriter(s.track, inputs.chrom_sizes(), meta) as writer:
-        pending: list[float] = []
-        state: dict[str, Any] = {"target": None}
+    with journal.guard():
+        spill = _TrackSpill(s.track, journal)
+        try:
+            def work() -> None:
+                pending: list[float] = state["pending"]
+                done, checkpoint = journal.tasks_done, None
+                if journal.enabled:
+                    checkpoint = lambda count: journal.checkpoint(count, state)  # noqa: E731
+                for task, probs in runner.run(journal.skip(tasks()), runner.classify, done=done,
+                                              checkpoint=checkpoint):
+                    if task.target.index != state["current"]:
+                        state["current"] = task.target.index
+                        summary.count(task.target)
+                    pending.append(float(probs[label_index]))
+                    if len(pending) == len(task.target.strands):
+                        spill.add(task.target.index, task.target.start + task.offset + offset, float(np.mean(pending)))
+                        pending.clear()
 
-        def work() -> None:
-            for task, probs in runner.run(tasks(), runner.classify):
-                if task.target is not state["target"]:
-                    state["target"] = task.target
-                    summary.count(task.target)
-                pending.append(float(probs[label_index]))
-                if len(pending) == len(task.target.strands):
-                    # contiguous windows are batched into one fixedStep entry by the writer
-                    writer.add(task.target.chrom, task.target.start + task.offset + offset,
-                               np.array([np.mean(pending)]), span=s.step)
-                    pending.clear()
-
-        total = sum(max(0, t.length - window) // s.step + 1 for t in plan if t.length >= window) * s.step
-        timed(summary, reporter, total * inputs.passes, "scanning", work)
+            timed(summary, reporter, None if total is None else total * inputs.passes, "scanning", work)
+            if not chrom_sizes:
+                raise DataError(f"{inputs.path}: no record to write a track for")
+            spill.write_bigwig(s.track, chrom_sizes, chroms, s.step, meta)
+        finally:
+            spill.remove()
     if gaps:
         reporter.warn(f"{sum(gaps):,} nt in windows with more than {MAX_TRACK_N_FRACTION:.0%} N (assembly gaps) "
                       "have no value in the track")
@@ -206,4 +230,58 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
                       f"(first: {short[0]})")
     summary.windows = runner.windows
     return summary
+
+
+TRACK_ROW = np.dtype([("target", "<i8"), ("start", "<i8"), ("value", "<f8")])
+
+
+class _TrackSpill:
+    """One row per scan window (target index, start, value), appended to a temporary file (in a
+    resumable run's journal folder), then written as a bigWig once every record is done."""
+
+    def __init__(self, track: str, journal: Journal) -> None:
+        self._owned = not journal.enabled
+        if self._owned:
+            fd, self.path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(track)),
+                                             prefix=f".{os.path.basename(track)}.", suffix=".rows.tmp")
+            os.close(fd)
+            self._file = reopen_for_append(self.path, "wb", None)
+        else:
+            self.path = journal.path("rows")
+            self._file = reopen_for_append(self.path, "wb", journal.size("rows"))
+            journal.track("rows", self)  # its tell() flushes the buffered rows first
+        self._rows: list[tuple[int, int, float]] = []
+
+    def add(self, target: int, start: int, value: float) -> None:
+        self._rows.append((target, start, value))
+        if len(self._rows) >= 4096:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._file.write(np.array(self._rows, dtype=TRACK_ROW).tobytes())
+            self._rows = []
+
+    def tell(self) -> int:
+        self._flush()
+        return self._file.tell()
+
+    def write_bigwig(self, path: str, chrom_sizes, chroms: dict[int, str], step: int, meta) -> None:
+        """Contiguous windows become one fixedStep entry; blocks of rows keep memory bounded."""
+        self._flush()
+        self._file.close()
+        rows = np.fromfile(self.path, dtype=TRACK_ROW)  # 24 bytes a window: 1.4 GB for a human genome at step 50
+        with BigWigWriter(path, chrom_sizes, meta) as writer:
+            if rows.size:
+                breaks = np.flatnonzero((np.diff(rows["target"]) != 0) | (np.diff(rows["start"]) != step)) + 1
+                for run in np.split(np.arange(rows.size), breaks):
+                    first = rows[run[0]]
+                    writer.add(chroms[int(first["target"])], int(first["start"]), rows["value"][run], span=step)
+
+    def remove(self) -> None:
+        with contextlib.suppress(Exception):
+            self._file.close()
+        if self._owned:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 

@@ -107,8 +107,14 @@ class Runner:
         """Indices grouped into batches: longest first, each within the budget (or a single window)."""
         return batch_groups(lengths, self.batch_tokens)
 
-    def run(self, tasks: Iterable[Any], forward: Callable[[list[np.ndarray]], list[Any]]) -> Iterator[tuple[Any, Any]]:
-        """(task, result) for every task (objects with `.ids` and `.progress`), in task order."""
+    def run(self, tasks: Iterable[Any], forward: Callable[[list[np.ndarray]], list[Any]], *,
+            done: int = 0, checkpoint: Callable[[int], None] | None = None) -> Iterator[tuple[Any, Any]]:
+        """(task, result) for every task (objects with `.ids` and `.progress`), in task order.
+
+        `checkpoint(n)` is called each time the caller has taken every result of a chunk, with n the
+        tasks done in all (`done` of them before these `tasks`): a point where a resumed run can
+        start and batch exactly as this one does (chunks are laid out from the first task).
+        """
         chunk: list[Any] = []
         tokens = 0
         limit = self.batch_tokens * CHUNK_BATCHES
@@ -117,7 +123,10 @@ class Runner:
             tokens += len(task.ids) + 2
             if tokens >= limit:
                 yield from self._run_chunk(chunk, forward)
+                done += len(chunk)
                 chunk, tokens = [], 0
+                if checkpoint is not None:
+                    checkpoint(done)
         if chunk:
             yield from self._run_chunk(chunk, forward)
 

@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from mxdna_cli.engine.inputs import Target
+from mxdna_cli.engine.journal import Journal
 from mxdna_cli.engine.report import Reporter, check_target
 from mxdna_cli.engine.runner import Runner, WindowOutput
 from mxdna_cli.errors import UsageError
@@ -163,13 +164,25 @@ def drive(
     tasks: Iterable[WindowTask],
     on_piece: Callable[[WindowTask, Piece], None],
     on_target: Callable[[Target], None],
+    *,
+    state: dict | None = None,
+    journal: Journal | None = None,
 ) -> None:
-    """Run the backbone over window tasks, stitch each pass, call back per piece and per finished target."""
-    stitcher: UnitStitcher | None = None
-    for task, output in runner.run(tasks, runner.backbone):
+    """Run the backbone over window tasks, stitch each pass, call back per piece and per finished target.
+
+    `state` holds everything the run has accumulated (the stitcher of the pass in progress here,
+    the caller's own sums and counts beside it); with a `journal`, it is saved at every checkpoint
+    and the tasks the journal has done are skipped.
+    """
+    state = {} if state is None else state
+    done, checkpoint = 0, None
+    if journal is not None and journal.enabled:
+        tasks, done = journal.skip(tasks), journal.tasks_done
+        checkpoint = lambda count: journal.checkpoint(count, state)  # noqa: E731
+    for task, output in runner.run(tasks, runner.backbone, done=done, checkpoint=checkpoint):
         if task.window_index == 0:
-            stitcher = UnitStitcher(task.target.length)
-        assert stitcher is not None
+            state["stitcher"] = UnitStitcher(task.target.length)
+        stitcher = state["stitcher"]
         for piece in stitcher.add(task.window, output):
             on_piece(task, piece)
         if task.last:
@@ -177,4 +190,3 @@ def drive(
                 on_piece(task, piece)
             if task.pass_index == len(task.target.strands) - 1:
                 on_target(task.target)
-

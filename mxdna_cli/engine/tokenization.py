@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from mxdna_cli.engine.inputs import Inputs, Target
+from mxdna_cli.engine.journal import Journal, input_fingerprint
 from mxdna_cli.engine.loading import LoadedModel
 from mxdna_cli.engine.outputs import check_output, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, timed
@@ -31,6 +31,7 @@ class TokenizeSettings:
     window: int = DEFAULT_WINDOW
     stride: int | None = None
     batch_tokens: int = DEFAULT_BATCH_TOKENS
+    resume: bool = False  # continue an interrupted run from its journal
 
 
 def unit_name(length: int, expert: int, clipped: bool) -> str:
@@ -121,56 +122,60 @@ def tokenize(inputs: Inputs, loaded: LoadedModel, settings: TokenizeSettings, re
     token_meta = {**meta, "min_weight": s.min_weight, "name": "token index within its record",
                   "score": "min(1000, round(1000 x largest sampling weight))"}
     runner = Runner(loaded, batch_tokens=s.batch_tokens, sampling=s.tokens is not None, reporter=reporter)
-    counts = np.zeros(max(loaded.kernel_sizes) + 1, dtype=np.int64)
-    summary = Summary(outputs=outputs)
+    fingerprint = {"meta": meta, "outputs": [s.units, s.tokens, s.summary, s.plot], "min_weight": s.min_weight,
+                   "regions": list(inputs.spec.regions), "files": input_fingerprint([inputs.path, inputs.spec.bed])}
+    journal = Journal(outputs, fingerprint, resume=s.resume, warn=reporter.warn)
+    # held: '-' strand lines, written in genome order when their target is done
+    state = journal.state or {"summary": Summary(outputs=outputs), "held": [],
+                              "counts": np.zeros(max(loaded.kernel_sizes) + 1, dtype=np.int64)}
+    summary: Summary = state["summary"]
+    counts: np.ndarray = state["counts"]
 
-    with contextlib.ExitStack() as stack:
-        unit_writer = stack.enter_context(Bed6Writer(s.units, unit_meta)) if s.units is not None else None
-        token_writer = stack.enter_context(Bed12Writer(s.tokens, token_meta)) if s.tokens is not None else None
-        held: list[Callable[[], None]] = []  # '-' strand lines, written in genome order at the end
+    with journal.guard(), contextlib.ExitStack() as stack:
+        unit_writer = token_writer = None
+        if s.units is not None:
+            unit_writer = stack.enter_context(Bed6Writer(s.units, unit_meta, **journal.file_options("units")))
+            journal.track("units", unit_writer)
+        if s.tokens is not None:
+            token_writer = stack.enter_context(Bed12Writer(s.tokens, token_meta, **journal.file_options("tokens")))
+            journal.track("tokens", token_writer)
+
+        def write(chrom: str, strand: str, units: list, tokens: list) -> None:
+            for a, b, k, e, c, g in units:
+                unit_writer.write(chrom, a, b, unit_name(k, e, c), gate_score(g), strand)
+            for blocks, index, score in tokens:
+                token_writer.write(chrom, blocks[0][0], blocks[-1][1], blocks, name=str(index),
+                                   score=int(min(1000, round(1000 * score))), strand=strand)
 
         def on_piece(task: WindowTask, piece: Piece) -> None:
             target, strand = task.target, task.strand
             np.add.at(counts, piece.lengths, 1)
-            lines: list[Callable[[], None]] = []
+            units: list = []
+            tokens: list = []
             if unit_writer is not None:
                 starts, ends = target.to_genome(strand, piece.starts, piece.ends)
-                rows = list(zip(starts.tolist(), ends.tolist(), piece.lengths.tolist(), piece.experts.tolist(),
-                                piece.clipped.tolist(), piece.gates.tolist()))
-                if strand == "-":
-                    rows.reverse()
-                lines.append(lambda rows=rows: [
-                    unit_writer.write(target.chrom, a, b, unit_name(k, e, c), gate_score(g), strand)
-                    for a, b, k, e, c, g in rows
-                ])
+                units = list(zip(starts.tolist(), ends.tolist(), piece.lengths.tolist(), piece.experts.tolist(),
+                                 piece.clipped.tolist(), piece.gates.tolist()))
             if token_writer is not None:
-                footprints = token_footprints(piece, s.min_weight)
-                items = []
-                for rank, (blocks, score) in enumerate(footprints):
-                    gblocks = _genome_blocks(target, strand, blocks)
-                    items.append((gblocks, piece.first_token + rank, score))
-                if strand == "-":
-                    items.reverse()
-                lines.append(lambda items=items: [
-                    token_writer.write(target.chrom, blocks[0][0], blocks[-1][1], blocks, name=str(index),
-                                       score=int(min(1000, round(1000 * score))), strand=strand)
-                    for blocks, index, score in items
-                ])
+                for rank, (blocks, score) in enumerate(token_footprints(piece, s.min_weight)):
+                    tokens.append((_genome_blocks(target, strand, blocks), piece.first_token + rank, score))
             if strand == "-":
                 # the pieces of a '-' pass come right to left in the genome: write them reversed
-                held.append(lambda lines=lines: [write() for write in lines])
+                units.reverse()
+                tokens.reverse()
+                state["held"].append((target.chrom, strand, units, tokens))
             else:
-                for write in lines:
-                    write()
+                write(target.chrom, strand, units, tokens)
 
         def on_target(target: Target) -> None:
-            for write in reversed(held):
-                write()
-            held.clear()
+            for held in reversed(state["held"]):
+                write(*held)
+            state["held"].clear()
             summary.count(target)
 
+        tasks = window_tasks(inputs.targets(), s.window, stride, reporter)
         timed(summary, reporter, inputs.nucleotides_to_read, "tokenizing",
-               lambda: drive(runner, window_tasks(inputs.targets(), s.window, stride, reporter), on_piece, on_target))
+              lambda: drive(runner, tasks, on_piece, on_target, state=state, journal=journal))
         lengths = np.arange(len(counts))
         total = int(counts.sum())
         summary.extra["length_counts"] = {int(k): int(counts[k]) for k in lengths if counts[k]}

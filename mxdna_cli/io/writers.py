@@ -12,6 +12,7 @@ import abc
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -69,21 +70,57 @@ def _remove_quietly(path: str) -> None:
         os.unlink(path)
 
 
-class AtomicFile:
-    """A file written under a temporary name and renamed to `path` by commit(); `-` = stdout."""
+def move_into_place(source: str, path: str) -> None:
+    """Rename `source` to `path` atomically; across file systems, copy beside `path` first."""
+    try:
+        os.replace(source, path)
+    except OSError as error:
+        if error.errno != 18:  # EXDEV: another file system
+            raise
+        temporary = _temporary_path(path)
+        try:
+            shutil.copyfile(source, temporary)
+            os.replace(temporary, path)
+        except BaseException:
+            _remove_quietly(temporary)
+            raise
+        os.unlink(source)
 
-    def __init__(self, path: str, mode: str = "w") -> None:
+
+class AtomicFile:
+    """A file written under a temporary name and renamed to `path` by commit(); `-` = stdout.
+
+    `temporary` names the temporary file instead of a random one beside `path` (a resumable run
+    keeps its temporaries in its journal folder); with `resume_size`, that file is reopened and
+    cut to the size a journal recorded, and writing continues from there. `keep_on_abort` leaves
+    the temporary file for the journal to resume or delete.
+    """
+
+    def __init__(self, path: str, mode: str = "w", *, temporary: str | None = None,
+                 resume_size: int | None = None, keep_on_abort: bool = False) -> None:
         self.path = path
         self._done = False
+        self._keep_on_abort = keep_on_abort
         if path == STDOUT:
             if "b" in mode:
                 raise UsageError("binary output cannot go to stdout ('-'); give a file name")
             self._temporary = None
             self.stream: IO[Any] = sys.stdout
             return
-        self._temporary = _temporary_path(path)
+        output_folder(path)  # the final folder must exist, wherever the temporary file is
+        self._temporary = temporary or _temporary_path(path)
         text_options = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
-        self.stream = open(self._temporary, mode, **text_options)
+        if resume_size is None:
+            self.stream = open(self._temporary, mode, **text_options)
+        else:
+            with open(self._temporary, "r+b") as handle:
+                handle.truncate(resume_size)
+            self.stream = open(self._temporary, mode.replace("w", "a"), **text_options)
+
+    def tell(self) -> int:
+        """Flush and return the size written so far (for a journal)."""
+        self.stream.flush()
+        return os.path.getsize(self._temporary) if self._temporary else 0
 
     def _close(self) -> bool:
         """Close the stream, once; whether a temporary file is left to move or delete.
@@ -104,14 +141,14 @@ class AtomicFile:
         """Close and move the file into place (replacing any previous file); idempotent."""
         if self._close():
             try:
-                os.replace(self._temporary, self.path)
+                move_into_place(self._temporary, self.path)
             except BaseException:
                 _remove_quietly(self._temporary)
                 raise
 
     def abort(self) -> None:
         """Close and delete the temporary file; the previous file at `path`, if any, is kept."""
-        if self._close():
+        if self._close() and not self._keep_on_abort:
             _remove_quietly(self._temporary)
 
 
@@ -204,17 +241,26 @@ class _CommitOnExit:
 
 
 class _TextWriter(_CommitOnExit):
-    """Shared life cycle of the text writers: header lines first, then one line per row."""
+    """Shared life cycle of the text writers: header lines first, then one line per row.
 
-    def __init__(self, path: str, meta: dict[str, Any] | None = None) -> None:
+    `temporary`, `resume_size` and `keep_on_abort` are AtomicFile's (a resumed file already has
+    its header).
+    """
+
+    def __init__(self, path: str, meta: dict[str, Any] | None = None, **atomic: Any) -> None:
         header = metadata_header_lines(meta or {})  # validate before creating any file
         self.path = path
-        self._output = AtomicFile(path, "w")
+        self.resumed = atomic.get("resume_size") is not None
+        self._output = AtomicFile(path, "w", **atomic)
         try:
-            self._write_lines(header)
+            if not self.resumed:
+                self._write_lines(header)
         except BaseException:
             self._output.abort()
             raise
+
+    def tell(self) -> int:
+        return self._output.tell()
 
     def _write_lines(self, lines: Iterable[str]) -> None:
         self._output.stream.writelines(line + "\n" for line in lines)
@@ -232,11 +278,12 @@ class TsvWriter(_TextWriter):
     """`#key=value` metadata lines, one column header line, then tab-separated rows."""
 
     def __init__(
-        self, path: str, columns: Sequence[str], meta: dict[str, Any] | None = None
+        self, path: str, columns: Sequence[str], meta: dict[str, Any] | None = None, **atomic: Any
     ) -> None:
-        super().__init__(path, meta)
+        super().__init__(path, meta, **atomic)
         self.columns = list(columns)
-        self._write_lines(["\t".join(_cell(c) for c in self.columns)])
+        if not self.resumed:
+            self._write_lines(["\t".join(_cell(c) for c in self.columns)])
 
     def write_row(self, values: Sequence[Any]) -> None:
         if len(values) != len(self.columns):
