@@ -45,6 +45,9 @@ def output_folder(path: str) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise UsageError(f"{path}: is a folder; give an output file name")
+    if os.path.exists(path) and not os.path.isfile(path):
+        # a device or a pipe: the atomic rename would replace it (e.g. /dev/null) with a plain file
+        raise UsageError(f"{path}: is not a regular file; outputs are written as files ('-' = stdout)")
     if not os.path.isdir(folder):
         raise UsageError(f"{path}: output folder {folder} does not exist")
     return folder

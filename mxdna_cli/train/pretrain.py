@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -152,7 +153,9 @@ class Pretrainer:
         self.settings = settings
         self.say = say
         self.out = Path(settings.out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        if self.out.exists() and not self.out.is_dir():
+            raise UsageError(f"--out {settings.out_dir}: is a file; give a run folder")
+        ModelConfig.preset(settings.preset)  # a bad preset is a usage error before anything is read or made
         torch.set_num_threads(settings.threads)
         self.device = pick_device(settings.device)
         self.autocast = torch.bfloat16 if self.device.type == "cuda" else None
@@ -186,13 +189,20 @@ class Pretrainer:
         self.nucleotides = 0
         self.seconds = 0.0
         self.warm_start: dict | None = None  # the training history of the model this run started from
-        if (self.out / CHECKPOINT).is_file() and not restart:
-            self._resume()
-        else:
-            if settings.init_from:
-                self._warm_start(settings.init_from)
-            self._write_log_header()
-        (self.out / SETTINGS).write_text(json.dumps(asdict(settings), indent=2) + "\n")
+        created = not self.out.exists()
+        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            if (self.out / CHECKPOINT).is_file() and not restart:
+                self._resume()
+            else:
+                if settings.init_from:
+                    self._warm_start(settings.init_from)
+                self._write_log_header()
+            (self.out / SETTINGS).write_text(json.dumps(asdict(settings), indent=2) + "\n")
+        except BaseException:
+            if created:  # never leave an empty or half-made run folder behind a failed start
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise
 
     # ------------------------------------------------------------ state
 
