@@ -33,14 +33,17 @@ _DECODE = np.frombuffer(b"_N^$?ATCG", dtype=np.uint8)  # PAD _, UNK N, CLS ^, SE
 
 
 def encode(sequence: str | bytes, record: str = "sequence") -> np.ndarray:
-    """Encode DNA text as uint8 ids (no CLS/SEP); raise DataError on a byte that is not DNA."""
+    """Encode DNA text as uint8 ids (no CLS/SEP); raise DataError on a byte that is not DNA.
+
+    `record` starts the message: say which file and record, e.g. "genome.fa: record 'chr1'".
+    """
     raw = np.frombuffer(sequence.encode("ascii", "replace") if isinstance(sequence, str) else sequence, dtype=np.uint8)
     ids = _ENCODE[raw]
     bad = np.flatnonzero(ids == _INVALID)
     if bad.size:
         position = int(bad[0])
         char = chr(raw[position]) if 32 < raw[position] < 127 else f"byte 0x{raw[position]:02x}"
-        raise DataError(f"{record}: position {position + 1}: '{char}' is not a DNA letter (ACGT, N or IUPAC)")
+        raise DataError(f"{record}: position {position + 1:,}: '{char}' is not a DNA letter (ACGT, N or IUPAC)")
     return ids
 
 

@@ -42,3 +42,10 @@ def test_fractions():
 def test_decode_round_trip():
     ids = np.array([vocab.CLS, vocab.A, vocab.T, vocab.C, vocab.G, vocab.UNK, vocab.SEP])
     assert vocab.decode(ids) == "^ATCGN$"
+
+
+def test_error_position_has_thousands_separators_and_names_the_file():
+    text = "A" * 1233 + "J"
+    with pytest.raises(DataError) as caught:
+        vocab.encode(text, record="genome.fa: record 'chr1'")
+    assert str(caught.value) == "genome.fa: record 'chr1': position 1,234: 'J' is not a DNA letter (ACGT, N or IUPAC)"

@@ -20,7 +20,8 @@ import numpy as np
 from mxdna_cli import sequence as dna
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.bed import parse_region, read_bed
-from mxdna_cli.io.fasta import STDIN, IndexedFasta, Region, check_input_file, iter_fasta_records
+from mxdna_cli.io.faidx import IndexedFasta
+from mxdna_cli.io.fasta import STDIN, Region, check_input_file, is_stream, iter_fasta_records
 
 STRANDS = ("forward", "reverse", "both")
 
@@ -51,6 +52,8 @@ class Target:
     sequence: str | None = None  # forward-strand text, case kept
     n_fraction: float = 0.0  # share of N / ambiguity codes, set with the sequence
     soft_masked_fraction: float = 0.0  # share of lower-case bases, set with the sequence
+    source: str = ""  # the input it comes from (its path, or 'stdin'), for messages
+    kind: str = "record"  # 'record' (a whole FASTA record) or 'region' (--region, --bed)
 
     def attach(self, sequence: str) -> "Target":
         self.sequence = sequence
@@ -79,9 +82,14 @@ class Target:
         """'+' or '-', or '.' when both strands were read (and averaged)."""
         return self.strands[0] if len(self.strands) == 1 else "."
 
+    @property
+    def where(self) -> str:
+        """The target in messages: "genome.fa: record 'chr1'" (just the name without a source)."""
+        return f"{self.source}: {self.kind} '{self.name}'" if self.source else self.name
+
     def model_ids(self, strand: str) -> np.ndarray:
         """The ids the model reads on `strand` (the reverse complement for '-')."""
-        ids = dna.encode(self.sequence, record=self.name)
+        ids = dna.encode(self.sequence, record=self.where)
         return np.ascontiguousarray(dna.reverse_complement_ids(ids)) if strand == "-" else ids
 
     def to_genome(self, strand: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,8 +113,11 @@ class InputSpec:
 
 
 def _has_index(path: str) -> bool:
-    """A plain or bgzip FASTA whose index files are already there (we never write them)."""
-    if not os.path.exists(path + ".fai"):
+    """A plain or bgzip FASTA file whose index files are already there (we never write them).
+
+    Never for a stream (stdin, a pipe): it can be read only once, and has no index.
+    """
+    if is_stream(path) or not os.path.exists(path + ".fai"):
         return False
     with open(path, "rb") as handle:
         gzipped = handle.read(2) == b"\x1f\x8b"
@@ -136,6 +147,10 @@ class Inputs:
         if (regions or spec.bed is not None) and spec.path == STDIN:
             raise UsageError("--region and --bed need an indexed FASTA file, not stdin ('-')")
         check_input_file(spec.path)
+        if (regions or spec.bed is not None) and is_stream(spec.path):
+            raise UsageError(
+                f"--region and --bed need an indexed FASTA file, not a pipe or other stream ({spec.path})"
+            )
         if spec.bed is not None:
             regions += read_bed(spec.bed)
         self._fasta: IndexedFasta | None = None
@@ -149,6 +164,9 @@ class Inputs:
         elif spec.path != STDIN and _has_index(spec.path):
             self._fasta = IndexedFasta(spec.path)
             self._regions = []
+            if self._fasta.empty_records:  # left out of the index by samtools: never drop them silently
+                self._fasta.close()
+                raise DataError(f"{spec.path}: record '{self._fasta.empty_records[0]}' has an empty sequence")
             for chrom in self._fasta.contigs:
                 length = self._fasta.lengths[chrom]
                 if length == 0:
@@ -173,7 +191,9 @@ class Inputs:
 
     def _target(self, index: int, region: Region, sequence: str | None) -> Target:
         name = region.name if region.name else region.label
-        target = Target(index, name, region, strands_for(region.strand, self.spec.strand))
+        target = Target(index, name, region, strands_for(region.strand, self.spec.strand),
+                        source="stdin" if self.path == STDIN else self.path,
+                        kind="region" if self.regions_mode else "record")
         return target.attach(sequence) if sequence is not None else target
 
     def materialize(self) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 

@@ -1,10 +1,12 @@
-"""Read DNA from FASTA: stream whole records, or fetch regions from an indexed file.
+"""Read DNA from FASTA as a stream of whole records, and the helpers every FASTA reader shares.
 
-Files are read with pysam (htslib): `pysam.FastxFile` streams plain, gzip and bgzip FASTA;
-`pysam.FastaFile` gives random access to plain or bgzip FASTA through a `.fai` index. Standard
-input (`-`) is parsed here in Python from `sys.stdin`, so that it can be sniffed before parsing
-and works when `sys.stdin` is replaced (typer's CliRunner, pytest). Every problem with the input
-becomes a one-line `DataError` that names the file and the record or line.
+Whole records are parsed here, in Python, from bytes: plain, gzip and bgzip files (gzip found by
+its magic bytes), standard input (`-`) and any other stream (a named pipe, `<(zcat x.fa.gz)`),
+which is read exactly once. A byte that is not printable text inside a sequence is an error, not
+silently dropped or a place where the record ends. Regions come from `mxdna_cli.io.faidx`
+(`IndexedFasta`: htslib through a checked `.fai`). Every problem with the input becomes a
+one-line `DataError` that names the file and the record, line or position; htslib's own messages
+are silenced.
 """
 
 from __future__ import annotations
@@ -13,19 +15,30 @@ import contextlib
 import gzip
 import io
 import os
+import stat
 import sys
 import zlib
 from dataclasses import dataclass
 from typing import IO, Iterable, Iterator
 
+
 import pysam
 
 from mxdna_cli.errors import DataError
+
+pysam.set_verbosity(0)  # htslib must never write to the user's stderr: we report problems ourselves
 
 STDIN = "-"
 GZIP_MAGIC = b"\x1f\x8b"
 SNIFF_BYTES = 4096  # enough to see the first header line of any real FASTA
 MAX_CONTIGS_IN_MESSAGE = 5
+READ_BUFFER = 1 << 20
+
+_PRINTABLE = bytes(range(0x20, 0x7F))  # what a sequence line may hold (letters checked later)
+_GRAPHIC = bytes(range(0x21, 0x7F))  # what htslib counts as a base in an indexed file
+_WHITESPACE = b" \t\r\n\x0b\x0c"
+BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+BGZF_MAX_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,7 @@ class Record:
 
 
 def check_input_file(path: str) -> None:
-    """Raise DataError unless `path` is an existing regular file (or `-`)."""
+    """Raise DataError unless `path` is an existing file, pipe or device (or `-`)."""
     if path == STDIN:
         return
     if not os.path.exists(path):
@@ -72,40 +85,112 @@ def check_input_file(path: str) -> None:
         raise DataError(f"{path}: is a folder, not a file")
 
 
-def _binary_stdin() -> IO[bytes] | None:
-    """The byte stream behind sys.stdin with peek(), or None when sys.stdin is text-only."""
-    buffer = getattr(sys.stdin, "buffer", None)
-    if buffer is None:
-        return None
-    # peek() lets us look for the gzip magic without consuming it; BytesIO (CliRunner) lacks it
-    return buffer if hasattr(buffer, "peek") else io.BufferedReader(buffer)
+def is_stream(path: str) -> bool:
+    """True for stdin (`-`) and any other path that is not a regular file (a named pipe, the
+    `/dev/fd/N` of a process substitution, a device): such input can be read only once, in order.
+    A missing path or a folder is not a stream (check_input_file reports those)."""
+    if path == STDIN:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were already read (to look for the gzip magic) put back in front.
+
+    Closing it does not close the stream under it."""
+
+    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._head = head
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:
+            return readinto(buffer)
+        data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _gunzip(raw: IO[bytes]) -> IO[bytes]:
+    """A gzip (or bgzip: many gzip members) stream, decompressed.
+
+    GzipFile's own readline is Python code; a BufferedReader over it reads lines in C, which
+    makes reading a chromosome line by line several times faster.
+    """
+    return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), READ_BUFFER)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _open_bytes(path: str) -> Iterator[tuple[IO[bytes] | None, bool]]:
+    """(decompressed byte stream, whether it was gzip) of a file, stream or stdin (`-`).
+
+    Compression is recognised by its magic bytes, not by the file name. A stream (stdin, a pipe)
+    is opened once and read once. The stream is None for a text-only sys.stdin (io.StringIO put in
+    place by a test): read sys.stdin itself then. Stdin is never closed.
+    """
+    if path == STDIN:
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is None:
+            yield None, False
+            return
+        handle: IO[bytes] | None = None
+        head = buffer.read(2)
+        raw: IO[bytes] = io.BufferedReader(_Prefixed(head, buffer), READ_BUFFER)
+    elif is_stream(path):
+        handle = open(path, "rb", buffering=0)
+        head = handle.read(2)
+        # a pipe may give one byte per read: read(2) on the raw file could return 1
+        while len(head) < 2:
+            more = handle.read(2 - len(head))
+            if not more:
+                break
+            head += more
+        raw = io.BufferedReader(_Prefixed(head, handle), READ_BUFFER)
+    else:
+        handle = raw = open(path, "rb", buffering=READ_BUFFER)
+        head = raw.peek(2)[:2]  # a regular file: peek fills the buffer
+    compressed = head == GZIP_MAGIC
+    stream: IO[bytes] = _gunzip(raw) if compressed else raw
+    try:
+        yield stream, compressed
+    finally:
+        # none of these closes stdin: GzipFile and _Prefixed leave the stream under them open
+        stream.close()
+        raw.close()
+        if handle is not None:
+            handle.close()
 
 
 @contextlib.contextmanager
 def open_text_input(path: str) -> Iterator[IO[str]]:
-    """Open a plain or gzip (incl. bgzip) text file, or stdin for `-`, as a UTF-8 text stream.
+    """Open a plain or gzip (incl. bgzip) file, a stream, or stdin for `-`, as UTF-8 text.
 
-    Compression is recognised by its magic bytes, not by the file name.
+    Compression is recognised by its magic bytes, not by the file name; a stream is read once.
     """
     check_input_file(path)
-    if path == STDIN:
-        raw = _binary_stdin()
-        if raw is None:  # a text stream (e.g. io.StringIO put in place by a test)
+    with _open_bytes(path) as (stream, _compressed):
+        if stream is None:  # a text stream (e.g. io.StringIO put in place by a test)
             yield sys.stdin
             return
-        stream = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == GZIP_MAGIC else raw
-        # do not close stdin itself: wrap without taking ownership
-        text = io.TextIOWrapper(stream, encoding="utf-8")
+        text = io.TextIOWrapper(stream, encoding="utf-8")  # type: ignore[arg-type]
         try:
             yield text
         finally:
-            text.detach()
-        return
-    with open(path, "rb") as fh:
-        compressed = fh.read(2) == GZIP_MAGIC
-    opener = gzip.open if compressed else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        yield fh
+            text.detach()  # closing is _open_bytes' job (and stdin is never closed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,10 +198,9 @@ def open_text_input(path: str) -> Iterator[IO[str]]:
 
 
 def _sniff_fasta_file(path: str) -> None:
-    """Fail fast, from the first few kB only, on a file that is not FASTA.
+    """Fail fast, from the first few kB of a regular file only, on a file that is not FASTA.
 
-    htslib's parser silently skips everything before the first '>' (a text file gives zero
-    records, no error) and accepts FASTQ, so we look at the first non-blank line ourselves.
+    Used before htslib builds an index: it would index a FASTQ or a text file without complaint.
     """
     try:
         with open(path, "rb") as fh:
@@ -125,7 +209,7 @@ def _sniff_fasta_file(path: str) -> None:
         with opener(path, "rb") as fh:
             head = fh.read(SNIFF_BYTES)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot read (corrupt compressed file?): {exc}") from None
+        raise DataError(f"{path}: truncated or corrupt compressed file ({exc})") from None
     if b"\x00" in head:
         raise DataError(f"{path}: binary data, not FASTA")
     text = head.decode("utf-8", errors="replace")
@@ -156,71 +240,114 @@ def _quiet_htslib() -> Iterator[None]:
         pysam.set_verbosity(previous)
 
 
-def _pysam_entries(path: str) -> Iterator[tuple[str, str, str | None]]:
-    """(name, sequence, quality) of each entry of a file, read by htslib."""
-    with pysam.FastxFile(path) as fx:
-        entries = iter(fx)
-        while True:
-            # verbosity is toggled around each read only, never left changed while we yield
-            try:
-                with _quiet_htslib():
-                    entry = next(entries)
-            except StopIteration:
-                return
-            except (ValueError, OSError, UnicodeDecodeError) as exc:
-                raise DataError(f"{path}: cannot parse (truncated or corrupt?): {exc}") from None
-            yield entry.name, entry.sequence, entry.quality
+def _bad_byte(source: str, name: str, position: int, line: int | None, byte: int) -> DataError:
+    """The error for a byte that is not text inside a sequence (position: 1-based, in the record)."""
+    at = f"position {position:,}" + (f" (line {line:,})" if line else "")
+    if byte == 0:
+        return DataError(f"{source}: binary data, not FASTA: record '{name}', {at}: byte 0x00")
+    if byte == 0x20:  # only where htslib reads the file: it would skip the space, shifting bases
+        kind = "a space inside a sequence line"
+    else:
+        kind = "a control character" if byte < 0x20 or byte == 0x7F else "not ASCII text"
+    return DataError(f"{source}: record '{name}': {at}: byte 0x{byte:02x} is {kind}, not DNA text (corrupt file?)")
 
 
-def _stream_entries(lines: Iterable[str], source: str) -> Iterator[tuple[str, str, None]]:
-    """(name, sequence, None) of each FASTA record in text lines: the stdin parser.
+def _first_word(header: bytes) -> bytes:
+    """The record name in a header line (without '>'): up to the first whitespace, as htslib."""
+    if not header[:1] or header[:1] in _WHITESPACE:
+        return b""
+    return header.split(None, 1)[0]
 
-    It follows htslib: the name is the header up to the first whitespace, sequence lines are
-    concatenated with line ends stripped.
+
+def _header_name(line: bytes, source: str, number: int) -> str:
+    if b"\x00" in line:
+        raise DataError(f"{source}: line {number}: binary data, not FASTA (byte 0x00 in a header)")
+    try:
+        return _first_word(line[1:].rstrip(b"\r\n")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{source}: line {number}: the record name is not UTF-8 text") from None
+
+
+def _join_sequence(chunks: list[bytes], source: str, name: str, header_line: int) -> str:
+    """The sequence of a record from its stripped lines; DataError on a byte that is not text.
+
+    chunks[i] is line header_line + 1 + i (blank lines included), so errors can name the line.
+    """
+    sequence = b"".join(chunks)
+    bad = sequence.translate(None, _PRINTABLE)
+    if bad:
+        index = sequence.find(bad[:1])  # the first byte that is not printable
+        seen = 0
+        for offset, chunk in enumerate(chunks):
+            if seen + len(chunk) > index:
+                raise _bad_byte(source, name, index + 1, header_line + 1 + offset, bad[0])
+            seen += len(chunk)
+    return sequence.decode("ascii")
+
+
+def _parse_lines(
+    lines: Iterable[bytes], source: str, compressed: bool
+) -> Iterator[tuple[str, str, str | None]]:
+    """(name, sequence, quality) of each record in byte lines: the parser for every input.
+
+    As htslib: the name is the header up to the first whitespace; sequence lines are
+    concatenated with trailing whitespace (line ends) stripped. A line starting with '@' after a
+    record is a FASTQ record, given with a quality ('') for the caller to refuse.
     """
     name: str | None = None
-    chunks: list[str] = []
-    seen_header = False
+    chunks: list[bytes] = []
+    header_line = 0
+    number = 0
     try:
         for number, line in enumerate(lines, start=1):
-            if line.startswith(">"):
+            first = line[:1]
+            if first == b">":
                 if name is not None:
-                    yield name, "".join(chunks), None
-                header = line[1:].rstrip("\r\n")
-                name = header.split(maxsplit=1)[0] if header[:1].strip() else ""
+                    yield name, _join_sequence(chunks, source, name, header_line), None
+                name = _header_name(line, source, number)
+                header_line = number
                 chunks = []
-                seen_header = True
-            elif not seen_header:
+            elif name is None:
                 if line.strip():
-                    _check_first_line(source, number, line)
+                    _check_first_line(source, number, line.decode("utf-8", errors="replace"))
+            elif first == b"@":
+                yield name, _join_sequence(chunks, source, name, header_line), None
+                yield _header_name(line, source, number), "", ""
+                raise DataError(f"{source}: line {number}: FASTQ record; FASTA needed")
             else:
                 chunks.append(line.rstrip())
-    except (UnicodeDecodeError, OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{source}: cannot read (binary, truncated or corrupt?): {exc}") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        if compressed:
+            raise DataError(f"{source}: truncated or corrupt compressed file ({exc})") from None
+        raise DataError(f"{source}: cannot read after line {number:,} ({exc})") from None
     if name is not None:
-        yield name, "".join(chunks), None
+        yield name, _join_sequence(chunks, source, name, header_line), None
 
 
 def raw_entries(path: str) -> Iterator[tuple[str, str, str | None]]:
-    """(name, sequence, quality or None) of every record of a FASTA file or stdin (`-`), as parsed.
+    """(name, sequence, quality or None) of every record of a FASTA file, stream or stdin (`-`).
 
-    The parser behind `iter_fasta_records`: only the start of the input is checked (a '>' header
-    first); the rules on records (no FASTQ, a name and a sequence in each, unique names, at least
-    one record) are left to the caller, for callers with rules of their own.
+    The parser behind `iter_fasta_records`: the start of the input (a '>' header first) and the
+    bytes of the sequences (printable text only) are checked; the rules on records (no FASTQ, a
+    name and a sequence in each, unique names, at least one record) are left to the caller, for
+    callers with rules of their own. A stream is read once.
     """
-    if path == STDIN:
-        with open_text_input(path) as text:
-            yield from _stream_entries(text, "stdin")
-    else:
-        _sniff_fasta_file(path)
-        yield from _pysam_entries(path)
+    check_input_file(path)
+    source = "stdin" if path == STDIN else path
+    with _open_bytes(path) as (stream, compressed):
+        if stream is None:  # text-only sys.stdin
+            lines: Iterable[bytes] = (line.encode("utf-8", "surrogateescape") for line in sys.stdin)
+        else:
+            lines = stream
+        yield from _parse_lines(lines, source, compressed)
 
 
 def iter_fasta_records(path: str) -> Iterator[Record]:
-    """Stream the records of a plain, gzip or bgzip FASTA file, or of stdin (`-`).
+    """Stream the records of a plain, gzip or bgzip FASTA file, a pipe, or stdin (`-`).
 
-    Raises DataError for a missing file, input that is not FASTA (FASTQ included), a record with
-    no name or no sequence, a duplicate record name, and input with no records at all.
+    Raises DataError for a missing file, input that is not FASTA (FASTQ included), a byte that is
+    not text in a sequence, a record with no name or no sequence, a duplicate record name, a
+    truncated compressed file, and input with no records at all.
     """
     check_input_file(path)
     source = "stdin" if path == STDIN else path
@@ -238,108 +365,3 @@ def iter_fasta_records(path: str) -> Iterator[Record]:
         yield Record(name=name, sequence=sequence, region=Region(name, 0, len(sequence)))
     if not seen:
         raise DataError(f"{source}: no FASTA records found")
-
-
-# ---------------------------------------------------------------------------------------------
-# Random access
-
-
-def _compression(path: str) -> str:
-    """'plain', 'bgzip' or 'gzip', from the first bytes (BGZF is gzip with a 'BC' extra field)."""
-    with open(path, "rb") as fh:
-        head = fh.read(18)
-    if head[:2] != GZIP_MAGIC:
-        return "plain"
-    has_extra = len(head) >= 14 and head[3] & 0x04
-    return "bgzip" if has_extra and head[12:14] == b"BC" else "gzip"
-
-
-def _index_files(path: str, compression: str) -> list[str]:
-    return [path + ".fai"] + ([path + ".gzi"] if compression == "bgzip" else [])
-
-
-def _check_indexable(path: str) -> None:
-    """Explain, before htslib fails with a vague message, why a file cannot be indexed."""
-    check_input_file(path)
-    if path == STDIN:
-        raise DataError("stdin: regions need an indexed FASTA file, not a stream")
-    compression = _compression(path)
-    if compression == "gzip":
-        raise DataError(
-            f"{path}: plain gzip cannot be indexed for regions; recompress with "
-            f"`bgzip` (zcat {path} | bgzip > x.fa.gz) or stream whole records"
-        )
-    missing = [f for f in _index_files(path, compression) if not os.path.exists(f)]
-    folder = os.path.dirname(os.path.abspath(path))
-    if missing and not os.access(folder, os.W_OK):
-        raise DataError(
-            f"{path}: index {os.path.basename(missing[0])} is missing and folder {folder} is "
-            f"not writable to build it; run `samtools faidx` on a writable copy"
-        )
-    if missing:
-        _sniff_fasta_file(path)  # htslib would index a FASTQ without complaint
-
-
-def _region_text(region: Region) -> str:
-    coords = f"{region.chrom}:{region.start + 1}-{region.end}"
-    return f"'{region.name}' ({coords})" if region.name else coords
-
-
-class IndexedFasta:
-    """Random access to a plain or bgzip FASTA file; builds a missing `.fai` (and `.gzi`)."""
-
-    def __init__(self, path: str) -> None:
-        _check_indexable(path)
-        self.path = path
-        try:
-            with _quiet_htslib():
-                self._fasta = pysam.FastaFile(path)
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: cannot open or index as FASTA: {exc}") from None
-        self.contigs: tuple[str, ...] = tuple(self._fasta.references)
-        self.lengths: dict[str, int] = dict(zip(self.contigs, self._fasta.lengths))
-
-    def fetch(self, region: Region) -> str:
-        """The forward-strand sequence of `region`, case kept; DataError if it does not fit."""
-        length = self.lengths.get(region.chrom)
-        if length is None:
-            shown = ", ".join(self.contigs[:MAX_CONTIGS_IN_MESSAGE])
-            more = ", ..." if len(self.contigs) > MAX_CONTIGS_IN_MESSAGE else ""
-            raise DataError(
-                f"{self.path}: unknown contig '{region.chrom}' in region {_region_text(region)}"
-                f" (contigs: {shown}{more})"
-            )
-        if region.start < 0 or region.start >= region.end:
-            raise DataError(
-                f"{self.path}: invalid region {_region_text(region)}: needs 0 <= start < end"
-            )
-        if region.end > length:
-            # htslib would silently return a shorter sequence
-            raise DataError(
-                f"{self.path}: region {_region_text(region)} ends past the end of contig "
-                f"'{region.chrom}' (length {length})"
-            )
-        sequence = self._fasta.fetch(region.chrom, region.start, region.end)
-        if len(sequence) != region.end - region.start:
-            raise DataError(f"{self.path}: short read for {_region_text(region)}; stale .fai?")
-        return sequence
-
-    def close(self) -> None:
-        self._fasta.close()
-
-    def __enter__(self) -> IndexedFasta:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def read_regions(fasta_path: str, regions: Iterable[Region]) -> Iterator[Record]:
-    """Fetch each region in the given order, named by its label, always as the forward strand.
-
-    Sorting regions by (contig, start) first makes bgzip access much faster; that is the
-    caller's choice, as is reverse-complementing regions on the '-' strand.
-    """
-    with IndexedFasta(fasta_path) as fasta:
-        for region in regions:
-            yield Record(name=region.label, sequence=fasta.fetch(region), region=region)

@@ -56,7 +56,8 @@ from mxdna_cli import sequence as vocab
 from mxdna_cli.device import pick_device
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.bed import is_skipped, read_bed
-from mxdna_cli.io.fasta import IndexedFasta, check_input_file, open_text_input, raw_entries
+from mxdna_cli.io.faidx import IndexedFasta
+from mxdna_cli.io.fasta import check_input_file, open_text_input, raw_entries
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import POOLINGS, MxDNAForSequenceClassification, pad_batch
 from mxdna_cli.train.metrics import METRIC_NAMES, classification_metrics

@@ -1,19 +1,30 @@
-"""Tests for mxdna_cli.io.fasta: streaming records, indexed region access and their errors."""
+"""Tests for mxdna_cli.io.fasta and mxdna_cli.io.faidx: streaming records, indexed region access, index
+checks against their FASTA, and their errors."""
 
+import contextlib
 import gzip
 import hashlib
 import io
 import os
+import random
 import shutil
+import stat
+import struct
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Iterator
 
+import pysam
 import pytest
 
-from mxdna_cli.errors import DataError
+from mxdna_cli.engine.inputs import Inputs, InputSpec
+from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io import fasta as fasta_module
-from mxdna_cli.io.fasta import IndexedFasta, Record, Region, iter_fasta_records, read_regions
+from mxdna_cli.io.faidx import IndexedFasta
+from mxdna_cli.io.fasta import Region, iter_fasta_records
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 MINI = DATA / "mini.fa"
@@ -336,25 +347,431 @@ def test_region_label():
     assert Region("chr1", 5, 5).length == 0 and Region("chr1", 5, 5)  # truthy even when empty
 
 
-def test_read_regions_keeps_order_and_strand():
-    regions = [
-        Region(COLON_CONTIG, 990, 1010),
-        Region("CHROMOSOME_I", 100, 130, name="minus", strand="-"),
-        Region("NC_004353.4", 1000, 2100),
-    ]
-    records = list(read_regions(str(MINI_BGZIP), regions))
-    names = [f"{COLON_CONTIG}:991-1010", "minus", "NC_004353.4:1001-2100"]
-    assert [r.name for r in records] == names
-    assert all(isinstance(r, Record) for r in records)
-    assert [r.region for r in records] == regions
-    # the '-' strand region comes back as the forward strand: reverse complement is the caller's
-    assert records[1].sequence == EXPECTED["CHROMOSOME_I"][100:130]
-    assert records[2].sequence == EXPECTED["NC_004353.4"][1000:2100]
+# --- indexes that do not fit their FASTA, control bytes, pipes ------------------------------
 
 
-def test_read_regions_stops_at_a_bad_region():
-    regions = [Region("CHROMOSOME_I", 0, 10), Region("CHROMOSOME_I", 0, 5000, name="too_long")]
-    records = read_regions(str(MINI), regions)
-    assert next(records).sequence == EXPECTED["CHROMOSOME_I"][:10]
-    with pytest.raises(DataError, match=r"'too_long' \(CHROMOSOME_I:1-5000\).*length 3000"):
+def dna(length: int, seed: int) -> str:
+    rng = random.Random(seed)
+    return "".join(rng.choice("ACGTacgtN") for _ in range(length))
+
+
+def fasta_bytes(records: list[tuple[str, str]], width: int = 60, newline: str = "\n") -> bytes:
+    lines = []
+    for name, sequence in records:
+        lines.append(f">{name} some description")
+        lines += [sequence[i : i + width] for i in range(0, len(sequence), width)]
+    return (newline.join(lines) + newline).encode()
+
+
+THREE = [("chr1", dna(5000, 1)), ("chr2", dna(3000, 2)), ("chr3", dna(200, 3))]
+
+
+def write_fasta(path: Path, content: bytes) -> str:
+    """Write plain FASTA, or bgzip it when the name ends in .gz; no index."""
+    if path.suffix == ".gz":
+        plain = path.with_suffix("")
+        plain.write_bytes(content)
+        pysam.tabix_compress(str(plain), str(path), force=True)
+        plain.unlink()
+    else:
+        path.write_bytes(content)
+    return str(path)
+
+
+def indexed(path: Path, content: bytes) -> str:
+    write_fasta(path, content)
+    pysam.faidx(str(path))
+    return str(path)
+
+
+def index_files(path: str) -> list[str]:
+    return [f for f in (path + ".fai", path + ".gzi") if os.path.exists(f)]
+
+
+def set_times(path: str, newer: bool) -> None:
+    """The FASTA modified in the same instant as its index (as a fast script would), or later."""
+    when = os.stat(path + ".fai").st_mtime_ns
+    for name in index_files(path):
+        os.utime(name, ns=(when, when))
+    later = when + 2_000_000_000 if newer else when
+    os.utime(path, ns=(later, later))
+
+
+def assert_one_line_error(path: str, *fragments: str) -> None:
+    """The region fetch, the --region run and the whole-record run all fail the same way."""
+    attempts = {
+        "fetch": lambda: IndexedFasta(path).fetch(Region("chr2", 10, 100)),
+        "--region": lambda: list(Inputs(InputSpec(path, regions=["chr2:11-100"])).targets()),
+        "records": lambda: list(Inputs(InputSpec(path)).targets()),
+    }
+    for how, attempt in attempts.items():
+        with pytest.raises(DataError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert "\n" not in message, how
+        assert message.startswith(f"{path}: "), (how, message)
+        for fragment in fragments:
+            assert fragment in message, (how, message)
+
+
+STALE = ("is out of date", "re-index with 'samtools faidx")
+FORMS = pytest.mark.parametrize("name", ["g.fa", "g.fa.gz"], ids=["plain", "bgzip"])
+TIMES = pytest.mark.parametrize("newer", [False, True], ids=["same-time", "fasta-newer"])
+
+
+@FORMS
+@TIMES
+def test_index_copied_from_another_file(tmp_path, name, newer):
+    other = indexed(tmp_path / ("other" + name[1:]), fasta_bytes([("chr1", dna(4000, 9)), ("chr2", dna(3100, 8))]))
+    path = indexed(tmp_path / name, fasta_bytes(THREE))
+    for source in index_files(other):
+        shutil.copy(source, path + source[len(other) :])
+    set_times(path, newer)
+    assert_one_line_error(path, *STALE)
+
+
+@FORMS
+@TIMES
+def test_record_appended_after_indexing(tmp_path, name, newer):
+    path = indexed(tmp_path / name, fasta_bytes(THREE))
+    write_fasta(tmp_path / name, fasta_bytes(THREE + [("chr4", dna(100, 4))]))
+    set_times(path, newer)
+    assert_one_line_error(path, *STALE, "'chr4'")
+
+
+@FORMS
+@TIMES
+def test_record_edited_to_another_length(tmp_path, name, newer):
+    path = indexed(tmp_path / name, fasta_bytes(THREE))
+    edited = [("chr1", THREE[0][1][:2000] + "ACGTACGTAC" + THREE[0][1][2000:])] + THREE[1:]
+    write_fasta(tmp_path / name, fasta_bytes(edited))
+    set_times(path, newer)
+    assert_one_line_error(path, *STALE)
+
+
+@TIMES
+@pytest.mark.parametrize("cut", [10, 28, 500])
+def test_truncated_bgzip_with_its_index(tmp_path, newer, cut):
+    path = indexed(tmp_path / "g.fa.gz", fasta_bytes(THREE))
+    content = Path(path).read_bytes()
+    Path(path).write_bytes(content[:-cut])
+    set_times(path, newer)
+    assert_one_line_error(path, "truncated or corrupt compressed file")
+
+
+def test_a_shifted_line_is_found_when_the_fasta_is_newer(tmp_path):
+    # one base moved from line 2 to line 3: same size, same first and last lines; only the full
+    # check (run because the FASTA is newer than its index) sees it
+    sequence = dna(300, 5)
+    path = indexed(tmp_path / "g.fa", fasta_bytes([("chr1", sequence), ("chr2", dna(3000, 2))]))
+    lines = [sequence[i : i + 60] for i in range(0, 300, 60)]
+    lines[1], lines[2] = lines[1][:-1], lines[1][-1] + lines[2]
+    Path(path).write_text(">chr1 some description\n" + "\n".join(lines) + "\n" + fasta_bytes([("chr2", dna(3000, 2))]).decode())
+    set_times(path, newer=True)
+    assert_one_line_error(path, *STALE, "record 'chr1'")
+
+
+def test_gzi_copied_from_another_file(tmp_path):
+    path = indexed(tmp_path / "g.fa.gz", fasta_bytes(THREE))
+    other = indexed(tmp_path / "other.fa.gz", fasta_bytes([("x", dna(70000, 7)), ("y", dna(90000, 6))]))
+    shutil.copy(other + ".gzi", path + ".gzi")
+    set_times(path, newer=True)
+    assert_one_line_error(path, "g.fa.gz.gzi is out of date")
+
+
+@FORMS
+def test_touched_but_unchanged_fasta_is_accepted_silently(tmp_path, capfd, name):
+    records = THREE + [(f"s{i}", dna(150, 100 + i)) for i in range(300)]  # many records: checked at once
+    path = indexed(tmp_path / name, fasta_bytes(records))
+    set_times(path, newer=True)
+    with Inputs(InputSpec(path)) as inputs:
+        got = {t.name: t.sequence for t in inputs.targets()}
+    assert got == dict(records)
+    with IndexedFasta(path) as fa:
+        assert fa.fetch(Region("chr2", 10, 100)) == THREE[1][1][10:100]
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        fasta_bytes(THREE, newline="\r\n"),
+        fasta_bytes(THREE)[:-1],  # no line end at the end of the file
+        fasta_bytes(THREE).replace(b"\n>", b"\n\n\n>") + b"\n\n",  # blank lines between records
+        b">chr1\nACGT  \nACGT  \nAC\n>chr2\nGGGG\n",  # trailing spaces on lines
+        b"\n\n" + fasta_bytes(THREE),
+    ],
+    ids=["crlf", "no-final-newline", "blank-lines", "trailing-spaces", "leading-blank-lines"],
+)
+@TIMES
+def test_unusual_but_valid_layouts_are_accepted(tmp_path, content, newer):
+    path = indexed(tmp_path / "g.fa", content)
+    set_times(path, newer)
+    expected = {r.name: r.sequence for r in iter_fasta_records(path)}
+    with Inputs(InputSpec(path)) as inputs:
+        assert {t.name: t.sequence for t in inputs.targets()} == expected
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["few-records", "many-records"])
+def test_appended_record_is_found_among_many_records(tmp_path, many):
+    records = THREE + [(f"s{i}", dna(150, 100 + i)) for i in range(300 if many else 3)]
+    path = indexed(tmp_path / "g.fa", fasta_bytes(records))
+    with open(path, "ab") as fh:
+        fh.write(fasta_bytes([("late", "ACGT")]))
+    set_times(path, newer=False)
+    assert_one_line_error(path, *STALE, "'late'")
+
+
+def test_empty_record_left_out_of_the_index_is_not_dropped(tmp_path):
+    path = indexed(tmp_path / "g.fa", b">chr1\nACGT\n>hollow\n>chr2\nGGGGCCCCAAAATTTTACGTACGTGGGGCCCCAAAATTTT\n")
+    assert "hollow" not in Path(path + ".fai").read_text()  # samtools leaves it out
+    with pytest.raises(DataError, match=rf"{path}: record 'hollow' has an empty sequence"):
+        Inputs(InputSpec(path))
+    with Inputs(InputSpec(path, regions=["chr2:11-20"])) as inputs:  # regions elsewhere still work
+        assert [t.sequence for t in inputs.targets()] == ["AATTTTACGT"]
+
+
+def test_duplicate_record_name_with_an_index(tmp_path):
+    path = indexed(tmp_path / "g.fa", fasta_bytes(THREE + [("chr2", "ACGT" * 30)]))
+    assert_one_line_error(path, "duplicate record name 'chr2'")
+
+
+@TIMES
+def test_control_byte_in_an_indexed_record(tmp_path, newer):
+    content = bytearray(fasta_bytes(THREE))
+    start = content.index(b">chr2")
+    at = content.index(b"\n", start) + 1 + 5  # chr2 base 6
+    path = indexed(tmp_path / "g.fa", bytes(content))
+    content[at] = 0x01  # htslib would skip it and shift every base after it
+    Path(path).write_bytes(bytes(content))
+    set_times(path, newer)
+    assert_one_line_error(path, "record 'chr2': position 6", "byte 0x01")
+
+
+# --- bytes that are not text in a sequence ---------------------------------------------------
+
+
+@pytest.mark.parametrize("byte", [0x00, 0x01, 0x7F, 0x0B, 0xC3], ids=["nul", "soh", "del", "vt", "non-ascii"])
+@pytest.mark.parametrize("form", ["plain", "gzip", "bgzip", "stdin"])
+def test_control_byte_in_a_sequence_names_file_record_position_and_byte(tmp_path, monkeypatch, byte, form):
+    sequence = bytearray(dna(6000, 11).encode())
+    sequence[4320] = byte  # base 4,321: line 4 + 4320 // 60 of the file
+    content = b">a\nACGT\n>b desc\n" + b"\n".join(bytes(sequence[i : i + 60]) for i in range(0, 6000, 60)) + b"\n"
+    path = tmp_path / "c.fa"
+    if form == "gzip":
+        path.write_bytes(gzip.compress(content))
+    elif form == "bgzip":
+        write_fasta(tmp_path / "c.fa.gz", content)
+        path = tmp_path / "c.fa.gz"
+    else:
+        path.write_bytes(content)
+    source = str(path)
+    if form == "stdin":
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(content)))
+        source, path = "stdin", "-"
+    with pytest.raises(DataError) as caught:
+        list(iter_fasta_records(str(path)))
+    message = str(caught.value)
+    assert message.startswith(f"{source}: ") and "\n" not in message
+    assert "record 'b'" in message and "position 4,321 (line 76)" in message
+    assert f"byte 0x{byte:02x}" in message
+
+
+def test_a_space_inside_a_line_is_left_to_encode(tmp_path):
+    path = write(tmp_path / "s.fa", ">a\nAC GT\n")
+    assert [r.sequence for r in iter_fasta_records(path)] == ["AC GT"]
+
+
+def test_records_before_a_control_byte_are_yielded(tmp_path):
+    path = tmp_path / "late.fa"
+    path.write_bytes(b">a\nACGT\n>b\nAC\x00GT\n")
+    records = iter_fasta_records(str(path))
+    assert next(records).sequence == "ACGT"
+    with pytest.raises(DataError, match=r"record 'b', position 3 \(line 4\): byte 0x00"):
         next(records)
+
+
+@pytest.mark.parametrize("use_index", [False, True], ids=["streamed", "indexed"])
+def test_encode_errors_name_the_file_and_the_record(tmp_path, use_index):
+    content = fasta_bytes([("a", "ACGT" * 30), ("b", "ACGTJACGT")])
+    path = indexed(tmp_path / "j.fa", content) if use_index else write_fasta(tmp_path / "j.fa", content)
+    with Inputs(InputSpec(path)) as inputs:
+        targets = list(inputs.targets())
+    targets[0].model_ids("+")
+    with pytest.raises(DataError) as caught:
+        targets[1].model_ids("-")
+    assert str(caught.value) == f"{path}: record 'b': position 5: 'J' is not a DNA letter (ACGT, N or IUPAC)"
+
+
+def test_encode_errors_name_the_region(tmp_path):
+    path = indexed(tmp_path / "j.fa", fasta_bytes([("a", "ACGT" * 30 + "J" + "ACGT")]))
+    with Inputs(InputSpec(path, regions=["a:111-124"])) as inputs:
+        (target,) = list(inputs.targets())
+    with pytest.raises(DataError, match=rf"^{path}: region 'a:111-124': position 11: 'J'"):
+        target.model_ids("+")
+
+
+# --- truncated compressed files --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["gzip", "bgzip"])
+@pytest.mark.parametrize("cut", [5, 28, 700])
+def test_truncated_compressed_stream_is_one_line(tmp_path, kind, cut):
+    content = (MINI_GZIP if kind == "gzip" else MINI_BGZIP).read_bytes()
+    path = tmp_path / "cut.fa.gz"
+    path.write_bytes(content[:-cut])
+    if kind == "bgzip" and cut == 28:
+        assert [r.name for r in iter_fasta_records(str(path))] == NAMES  # only the empty end block
+        return
+    with pytest.raises(DataError, match=rf"^{path}: truncated or corrupt compressed file \(") as caught:
+        list(iter_fasta_records(str(path)))
+    assert "\n" not in str(caught.value)
+
+
+def _run_quietly(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+
+
+def test_htslib_never_writes_to_stderr(tmp_path):
+    """A bgzip file corrupt inside (its end block intact), without an index: htslib fails to
+    build one and would print its own messages; the user sees our one line only."""
+    content = bytearray(MINI_BGZIP.read_bytes())
+    content[900:960] = b"\x00" * 60
+    path = tmp_path / "bad.fa.gz"
+    path.write_bytes(bytes(content))
+    script = (
+        "from mxdna_cli.io.faidx import IndexedFasta\n"
+        "from mxdna_cli.errors import DataError\n"
+        "try:\n"
+        f"    IndexedFasta({str(path)!r})\n"
+        "except DataError as e:\n"
+        "    print('DataError', e)\n"
+    )
+    result = _run_quietly(script)
+    assert result.stderr == ""
+    assert result.stdout.startswith(f"DataError {path}: ") and len(result.stdout.splitlines()) == 1
+
+
+@TIMES
+def test_corrupt_bgzip_block_inside_a_region_is_one_line_and_quiet(tmp_path, newer):
+    """A damaged block in the middle of a record, the index intact: only the fetch meets it.
+    htslib prints its own error and pysam raises ValueError; the user must see one line."""
+    path = indexed(tmp_path / "big.fa.gz", fasta_bytes([("big", dna(200_000, 12)), ("small", "ACGT")]))
+    gzi = Path(path + ".gzi").read_bytes()
+    coffset, uoffset = struct.unpack_from("<QQ", gzi, 8)  # the second block
+    content = bytearray(Path(path).read_bytes())
+    content[coffset + 40 : coffset + 80] = b"\xff" * 40
+    Path(path).write_bytes(bytes(content))
+    set_times(path, newer)
+    script = (
+        "from mxdna_cli.io.faidx import IndexedFasta; from mxdna_cli.io.fasta import Region\n"
+        "from mxdna_cli.errors import DataError\n"
+        "try:\n"
+        f"    IndexedFasta({path!r}).fetch(Region('big', {uoffset}, {uoffset + 5000}))\n"
+        "except DataError as e:\n"
+        "    print('DataError', e)\n"
+    )
+    result = _run_quietly(script)
+    assert result.stderr == ""
+    assert result.stdout.startswith(f"DataError {path}: ") and len(result.stdout.splitlines()) == 1
+    assert "corrupt" in result.stdout
+
+
+def test_cli_truncated_bgzip_with_index_is_one_line(tmp_path):
+    path = indexed(tmp_path / "g.fa.gz", fasta_bytes(THREE))
+    Path(path).write_bytes(Path(path).read_bytes()[:-100])
+    mxdna = Path(sys.executable).parent / "mxdna"
+    for extra in ([], ["-r", "chr2:1-100"]):
+        result = subprocess.run(
+            [str(mxdna), "embed", path, *extra, "-m", str(tmp_path / "no-model"), "-q"],
+            capture_output=True, text=True, cwd=REPO,
+        )
+        assert result.returncode == 1
+        assert result.stderr == f"mxdna: error: {path}: truncated or corrupt compressed file " \
+            "(no BGZF end-of-file block: cut short?)\n"
+
+
+# --- named pipes and process substitution ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def fifo_feeding(path: Path, content: bytes) -> Iterator[None]:
+    """A named pipe at `path` that a thread writes `content` into, once.
+
+    Later openings (a reader that sniffs the pipe and opens it again: the old bug) find it
+    empty instead of waiting forever; a writer still waiting at the end is released.
+    """
+    os.mkfifo(path)
+    stop = threading.Event()
+
+    def writer() -> None:
+        first = True
+        while not stop.is_set():
+            try:
+                with open(path, "wb") as fh:  # blocks until a reader opens the pipe
+                    fh.write(content if first else b"")
+            except BrokenPipeError:
+                pass
+            first = False
+            time.sleep(0.05)  # let that reader close before the next (empty) session
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        release = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        thread.join(timeout=10)
+        os.close(release)
+
+
+@pytest.mark.parametrize("source", [MINI, MINI_GZIP, MINI_BGZIP], ids=["plain", "gzip", "bgzip"])
+def test_named_pipe_is_read_once_as_a_stream(tmp_path, source):
+    fifo = tmp_path / "pipe.fa"
+    with fifo_feeding(fifo, source.read_bytes()):
+        records = list(iter_fasta_records(str(fifo)))
+    assert {r.name: r.sequence for r in records} == EXPECTED
+
+
+def test_named_pipe_through_inputs_ignores_an_index_next_to_it(tmp_path):
+    fifo = tmp_path / "pipe.fa"
+    shutil.copy(DATA / "mini.fa.fai", tmp_path / "pipe.fa.fai")  # must not be used for a pipe
+    with fifo_feeding(fifo, MINI_GZIP.read_bytes()):
+        with Inputs(InputSpec(str(fifo))) as inputs:
+            assert not inputs.known
+            got = {t.name: t.sequence for t in inputs.targets()}
+    assert got == EXPECTED
+
+
+@pytest.mark.parametrize("option", ["region", "bed"])
+def test_regions_on_a_named_pipe_are_a_usage_error(tmp_path, option):
+    fifo = tmp_path / "pipe.fa"
+    with fifo_feeding(fifo, MINI.read_bytes()):
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+        if option == "region":
+            spec = InputSpec(str(fifo), regions=["CHROMOSOME_I:1-10"])
+        else:
+            spec = InputSpec(str(fifo), bed=str(DATA / "regions.bed"))
+        with pytest.raises(UsageError, match=r"need an indexed FASTA file, not a pipe"):
+            Inputs(spec)
+
+
+def test_bed_from_a_named_pipe(tmp_path):
+    from mxdna_cli.io.bed import read_bed
+
+    fifo = tmp_path / "regions.bed"
+    with fifo_feeding(fifo, gzip.compress((DATA / "regions.bed").read_bytes())):
+        assert read_bed(str(fifo)) == read_bed(str(DATA / "regions.bed"))
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("source", [MINI, MINI_GZIP], ids=["plain", "gzip"])
+def test_process_substitution(source):
+    script = _stdin_digest_script().replace("it('-')", "it(__import__('sys').argv[1])")
+    result = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -c \"{script}\" <(cat {source})"],
+        capture_output=True, cwd=REPO, text=True,
+    )
+    assert result.stderr == ""
+    assert result.stdout.splitlines() == _expected_digest_lines()
