@@ -8,6 +8,8 @@ handed back in input order, so outputs stream in the order of the input.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -22,6 +24,27 @@ from mxdna_cli.model.selection import unit_spans
 
 DEFAULT_BATCH_TOKENS = 16384
 CHUNK_BATCHES = 8  # windows gathered (in batches' worth of tokens) before sorting them by length
+
+
+def _malloc_trim() -> Callable[[], Any] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give freed heap memory back to the system once a chunk is done.
+
+    The unit selection's rounds allocate tensors of ever-different sizes; glibc keeps the freed
+    pieces, and the resident size of a genome-scale run then grows with the number of windows
+    (measured: +440 MiB from 1 to 5 Mb of promoter track). Trimming once per chunk keeps it flat.
+    """
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def resolve_layer(layer: int | None, num_token_layers: int) -> tuple[int | None, int]:
@@ -138,6 +161,7 @@ class Runner:
                 results[i] = output
             self.windows += len(group)
             self.reporter.advance(sum(chunk[i].progress for i in group))
+        release_freed_memory()
         yield from zip(chunk, results)
 
     # -- forward passes
