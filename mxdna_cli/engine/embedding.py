@@ -12,9 +12,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from mxdna_cli.engine.inputs import Inputs, Target
-from mxdna_cli.engine.journal import Journal, input_fingerprint, reopen_for_append
+from mxdna_cli.engine.journal import Journal, reopen_for_append
 from mxdna_cli.engine.loading import LoadedModel
-from mxdna_cli.engine.outputs import check_output, output_format, run_meta
+from mxdna_cli.engine.outputs import check_output, output_format, run_fingerprint, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, timed
 from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner, resolve_layer
 from mxdna_cli.engine.stitch import DEFAULT_WINDOW, Piece, WindowTask, drive, resolve_stride, window_tasks
@@ -117,12 +117,6 @@ def embed(inputs: Inputs, loaded: LoadedModel, settings: EmbedSettings, reporter
             _embed_pooled(run, loaded.hidden_size, s, fmt, meta, state, journal)
     summary.windows = runner.windows
     return summary
-
-
-def run_fingerprint(meta: dict[str, Any], inputs: Inputs, **outputs: Any) -> dict[str, Any]:
-    """What makes two runs the same run (for --resume): settings, model, inputs and their files."""
-    return {"meta": meta, "outputs": outputs, "regions": list(inputs.spec.regions),
-            "files": input_fingerprint([inputs.path, inputs.spec.bed])}
 
 
 def _embed_pooled(run, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any], state: dict[str, Any],

@@ -4,7 +4,10 @@ choice between NPY and TSV."""
 
 from __future__ import annotations
 
+import datetime
 import os
+import shlex
+import sys
 from typing import Any
 
 from mxdna_cli import __version__
@@ -16,19 +19,41 @@ from mxdna_cli.io.writers import STDOUT, output_folder
 FORMATS = ("npy", "tsv")
 
 
+# Provenance that differs between two runs of the same work (not part of a run's identity).
+RUN_STAMP_KEYS = ("command_line", "date", "versions")
+
+
 def run_meta(command: str, loaded: LoadedModel | None, inputs: Inputs | None, **settings: Any) -> dict[str, Any]:
-    """Provenance written into every output (header lines or JSON sidecar)."""
-    meta: dict[str, Any] = {"tool": f"mxdna_cli {__version__}", "command": command}
+    """Provenance written into every output (header lines or JSON sidecar): the tool, the verb and
+    the full command line, the model, the input and its regions, the settings, the versions of
+    mxdna, torch and Python, and the UTC time the run started."""
+    import platform
+
+    import torch
+
+    meta: dict[str, Any] = {"tool": f"mxdna_cli {__version__}", "command": command,
+                            "command_line": " ".join(shlex.quote(a) for a in ["mxdna", *sys.argv[1:]])}
     if loaded is not None:
         meta.update(loaded.meta())
     if inputs is not None:
         meta["input"] = inputs.path
         if inputs.spec.regions:
-            meta["regions"] = len(inputs.spec.regions)
+            meta["regions"] = list(inputs.spec.regions)
         if inputs.spec.bed is not None:
             meta["bed"] = inputs.spec.bed
     meta.update({k: v for k, v in settings.items() if v is not None})
+    meta["versions"] = f"mxdna_cli {__version__}, torch {torch.__version__}, python {platform.python_version()}"
+    meta["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return meta
+
+
+def run_fingerprint(meta: dict[str, Any], inputs: Inputs, **extra: Any) -> dict[str, Any]:
+    """What makes two runs the same work (for --resume): settings, model, inputs and their files,
+    outputs; not the time, the command line or the versions (RUN_STAMP_KEYS)."""
+    from mxdna_cli.engine.journal import input_fingerprint
+
+    return {"meta": {k: v for k, v in meta.items() if k not in RUN_STAMP_KEYS}, "extra": extra,
+            "regions": list(inputs.spec.regions), "files": input_fingerprint([inputs.path, inputs.spec.bed])}
 
 
 def check_output(path: str, *, allow_stdout: bool = True, what: str = "output") -> None:

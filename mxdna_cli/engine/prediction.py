@@ -13,9 +13,9 @@ import numpy as np
 
 from mxdna_cli import sequence as dna
 from mxdna_cli.engine.inputs import Inputs, Target
-from mxdna_cli.engine.journal import Journal, input_fingerprint, reopen_for_append
+from mxdna_cli.engine.journal import Journal, reopen_for_append
 from mxdna_cli.engine.loading import PROMOTER_LABEL, LoadedModel
-from mxdna_cli.engine.outputs import check_output, run_meta
+from mxdna_cli.engine.outputs import check_output, run_fingerprint, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, check_target, timed
 from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner
 from mxdna_cli.errors import DataError, UsageError
@@ -165,9 +165,7 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
                     step=s.step, value_span=f"central {s.step} nt of each {window} nt window (offset {offset})",
                     batch_tokens=s.batch_tokens)
     runner = Runner(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
-    fingerprint = {"meta": meta, "track": s.track, "regions": list(inputs.spec.regions),
-                   "files": input_fingerprint([inputs.path, inputs.spec.bed])}
-    journal = Journal([s.track], fingerprint, resume=s.resume, warn=reporter.warn)
+    journal = Journal([s.track], run_fingerprint(meta, inputs, track=s.track), resume=s.resume, warn=reporter.warn)
     state = journal.state or {"summary": Summary(outputs=[s.track, s.track + ".json"]), "pending": [], "current": -1}
     summary: Summary = state["summary"]
     # what the task generator learns as it goes: recomputed when a resumed run skips the done tasks

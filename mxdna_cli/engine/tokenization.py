@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mxdna_cli.engine.inputs import Inputs, Target
-from mxdna_cli.engine.journal import Journal, input_fingerprint
+from mxdna_cli.engine.journal import Journal
 from mxdna_cli.engine.loading import LoadedModel
-from mxdna_cli.engine.outputs import check_output, run_meta
+from mxdna_cli.engine.outputs import check_output, run_fingerprint, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, timed
 from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner
 from mxdna_cli.engine.stitch import DEFAULT_WINDOW, Piece, WindowTask, drive, resolve_stride, window_tasks
@@ -122,8 +122,7 @@ def tokenize(inputs: Inputs, loaded: LoadedModel, settings: TokenizeSettings, re
     token_meta = {**meta, "min_weight": s.min_weight, "name": "token index within its record",
                   "score": "min(1000, round(1000 x largest sampling weight))"}
     runner = Runner(loaded, batch_tokens=s.batch_tokens, sampling=s.tokens is not None, reporter=reporter)
-    fingerprint = {"meta": meta, "outputs": [s.units, s.tokens, s.summary, s.plot], "min_weight": s.min_weight,
-                   "regions": list(inputs.spec.regions), "files": input_fingerprint([inputs.path, inputs.spec.bed])}
+    fingerprint = run_fingerprint(meta, inputs, outputs=[s.units, s.tokens, s.summary, s.plot], min_weight=s.min_weight)
     journal = Journal(outputs, fingerprint, resume=s.resume, warn=reporter.warn)
     # held: '-' strand lines, written in genome order when their target is done
     state = journal.state or {"summary": Summary(outputs=outputs), "held": [],
