@@ -24,11 +24,12 @@ from typing import Annotated, Any, Callable, Iterable, Optional
 
 import typer
 from typer._click import exceptions as click_exceptions
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from mxdna_cli import __version__
 from mxdna_cli import engine
 from mxdna_cli.errors import MxdnaError, UsageError
+from mxdna_cli.extras import require
 
 PROG = "mxdna"
 
@@ -39,6 +40,24 @@ def _one_line(text: str) -> str:
 
 def error_line(message: str) -> str:
     return f"{PROG}: error: {_one_line(message)}"
+
+
+# Options that also work as flags: alone (at the end, or before another option) they take this value.
+OPTIONAL_VALUES = {"--export-bed": "-"}
+
+
+def optional_values(args: list[str]) -> list[str]:
+    """`mxdna tokenize genome.fa --export-bed` (as the design card writes it) means BED6 on stdout;
+    with a value it is that file. Click has no optional option values, so the flag form gets its
+    value here, before parsing."""
+    result = []
+    for index, arg in enumerate(args):
+        result.append(arg)
+        if arg in OPTIONAL_VALUES:
+            following = args[index + 1] if index + 1 < len(args) else None
+            if following is None or (following.startswith("-") and following != "-"):
+                result.append(OPTIONAL_VALUES[arg])
+    return result
 
 
 class Interrupted(Exception):
@@ -92,6 +111,10 @@ class MxdnaGroup(TyperGroup):
             raise Interrupted(getattr(interrupt, "signum", signal.SIGINT)) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any) -> Any:
+        args = optional_values(list(sys.argv[1:] if args is None else args))
+        from mxdna_cli.engine.outputs import set_command_line
+
+        set_command_line(args)
         try:
             result = super().main(
                 args=args, prog_name=prog_name or PROG, complete_var=complete_var, standalone_mode=False, **extra
@@ -118,6 +141,27 @@ class MxdnaGroup(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code)
+
+
+_READABLE_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "int range": "INTEGER",
+                   "float range": "FLOAT", "list[str]": "TEXT", "Path": "PATH"}
+
+
+def _readable_type(self: Any, ctx: Any) -> str | None:
+    """The type column of `--help`: nothing for flags and named arguments, the choices of a choice
+    option (`forward|reverse|both`), else the plain word samtools-style help uses (TEXT, INTEGER),
+    not typer's `<bool>` or `<list[str]>`. Ranges are shown beside it by typer itself."""
+    if getattr(self, "is_flag", False) or (isinstance(self, TyperArgument) and self.metavar is not None):
+        return None
+    if self.metavar is not None:
+        return self.metavar
+    label = self.display_type(ctx).strip("<>")
+    return label if "|" in label else _READABLE_TYPES.get(label, label.upper())
+
+
+for _parameter in (TyperOption, TyperArgument):
+    if hasattr(_parameter, "display_type_rich"):  # typer's rich help (>= 0.25) asks each parameter for its type
+        _parameter.display_type_rich = _readable_type
 
 
 def _example(*lines: str) -> str:
@@ -178,6 +222,9 @@ Pool = _choices("Pool", engine.POOLINGS)
 Format = _choices("Format", engine.FORMATS)
 Dtype = _choices("Dtype", engine.DTYPES)
 OutDtype = _choices("OutDtype", engine.OUT_DTYPES)
+Preset = _choices("Preset", ("tiny", "small", "base"))
+Pooling = _choices("Pooling", ("decoder", "mean"))
+ClassWeighting = _choices("ClassWeighting", ("balanced", "none"))
 
 
 INPUT_PANEL = "Input"
@@ -567,6 +614,8 @@ def tokenize(
         window=windowing.window, stride=windowing.stride, batch_tokens=windowing.batch_tokens, resume=resume,
     )
     engine.resolve_stride(windowing.window, windowing.stride)
+    if plot is not None:
+        require("matplotlib", "--plot")
     for path, kind, option in ((export_bed, "bed", "--export-bed"), (tokens, "bed", "--tokens"),
                                (summary, "tsv", "--summary"), (plot, "png", "--plot")):
         engine.check_suffix(path, kind, option)
@@ -769,7 +818,7 @@ def pretrain(
         str, typer.Option("--out", "-o", metavar="RUN_DIR", help="Run folder: checkpoint.pt, log.tsv, "
                           "settings.json. A folder with a checkpoint is resumed.", show_default=False)
     ],
-    preset: Annotated[str, typer.Option("--preset", help="Model size: tiny, small or base.")] = "small",
+    preset: Annotated[Preset, typer.Option("--preset", help="Model size (presets of mxdna_cli.model.config).")] = Preset.small,
     window: Annotated[int, typer.Option("--window", "-w", help="Nucleotides per training window.", min=8)] = 510,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per step (per accumulation).", min=1)] = 16,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Batches accumulated per step.", min=1)] = 1,
@@ -813,7 +862,7 @@ def pretrain(
     from mxdna_cli.train.pretrain import PretrainSettings, Pretrainer, export_checkpoint, plot_log
 
     values = dict(
-        inputs=list(inputs), out_dir=out, preset=preset, window=window, batch_size=batch_size, grad_accum=grad_accum,
+        inputs=list(inputs), out_dir=out, preset=preset.value, window=window, batch_size=batch_size, grad_accum=grad_accum,
         steps=steps, lr=lr, warmup=warmup, seed=seed, eval_every=eval_every, eval_windows=eval_windows,
         checkpoint_minutes=checkpoint_minutes, threads=threads, device=device, init_from=init_from,
     )
@@ -822,6 +871,8 @@ def pretrain(
         values["heldout"] = held
     settings = PretrainSettings(**values)
     engine.pick_device(device)
+    if plot is not None:
+        require("matplotlib", "--plot")
     trainer = Pretrainer(settings, restart=restart, say=lambda text: None if quiet else _stderr(f"{PROG}: {text}"))
     if plot is not None:  # checked once the run folder exists: the plot often goes inside it
         engine.check_output(plot, allow_stdout=False, what="--plot")
@@ -995,21 +1046,22 @@ def finetune(
                           "start from (default: the bundled model).", show_default=False)] = None,
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="Random initialisation of --preset "
                             "instead of pretrained weights (a baseline).")] = False,
-    preset: Annotated[str, typer.Option("--preset", help="Model size with --from-scratch.")] = "small",
-    pooling: Annotated[str, typer.Option("--pooling", help="decoder ([CLS] through the cross-attention decoder, "
-                       "as the reference) or mean (over tokens).")] = "decoder",
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
+    preset: Annotated[Preset, typer.Option("--preset", help="Model size with --from-scratch.")] = Preset.small,
+    pooling: Annotated[Pooling, typer.Option("--pooling", help="decoder ([CLS] through the cross-attention decoder, "
+                       "as the reference) or mean (over tokens).")] = Pooling.decoder,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training set (at most).")] = 10,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Stop after this many steps.",
                          show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per optimiser step.")] = 16,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warm-up then linear decay).")] = 1e-4,
     patience: Annotated[int, typer.Option("--patience", min=1, help="Evaluations without a better validation "
                         "MCC before stopping.")] = 3,
     eval_every: Annotated[Optional[int], typer.Option("--eval-every", min=1, help="Steps between validations "
                           "(default: once per epoch).", show_default=False)] = None,
-    class_weighting: Annotated[str, typer.Option("--class-weighting", help="balanced or none.")] = "balanced",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    threads: Annotated[int, typer.Option("--threads", "-t", min=1)] = 2,
+    class_weighting: Annotated[ClassWeighting, typer.Option("--class-weighting", help="balanced (loss weights "
+                               "against class imbalance) or none.")] = ClassWeighting.balanced,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the initialisation and the order.")] = 0,
+    threads: Annotated[int, typer.Option("--threads", "-t", min=1, help="CPU threads for torch.")] = 2,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
@@ -1023,9 +1075,9 @@ def finetune(
     engine.pick_device(device)
     settings = FinetuneSettings(
         train=list(train), out_dir=out, valid=list(valid or []), test=list(test or []), genome=genome,
-        pretrained=pretrained, from_scratch=from_scratch, preset=preset, pooling=pooling, epochs=epochs,
+        pretrained=pretrained, from_scratch=from_scratch, preset=preset.value, pooling=pooling.value, epochs=epochs,
         max_steps=max_steps, batch_size=batch_size, lr=lr, patience=patience, eval_every=eval_every,
-        class_weighting=class_weighting, seed=seed, threads=threads, device=device,
+        class_weighting=class_weighting.value, seed=seed, threads=threads, device=device,
     )
 
     def progress(step: int, row: dict) -> None:

@@ -501,7 +501,7 @@ def _bad_inputs(tmp_path, models):
         (2, "No such option", ["embed", MINI, "--no-such-option", *m]),
         (2, "does not exist", ["embed", MINI, "-o", tmp_path / "no-folder" / "x.npy", *m]),
         (2, "format", ["embed", MINI, "-o", f"{out}.h5", *m]),
-        (2, "region", ["embed", MINI, "-r", "CHROMOSOME_I", "-o", f"{out}.npy", *m]),
+        (2, "region", ["embed", MINI, "-r", "CHROMOSOME_I:x-5", "-o", f"{out}.npy", *m]),
     ]
 
 

@@ -139,25 +139,28 @@ class Inputs:
             raise UsageError(f"--strand {spec.strand}: choose from {', '.join(STRANDS)}")
         self.spec = spec
         self.path = spec.path
-        regions = [parse_region(text) for text in spec.regions]
+        regions: list[Region] = []
         if spec.bed is not None:
             if spec.bed == STDIN and spec.path == STDIN:
                 raise UsageError("the FASTA and the --bed file cannot both be stdin ('-')")
             check_input_file(spec.bed)
-        if (regions or spec.bed is not None) and spec.path == STDIN:
+        if (spec.regions or spec.bed is not None) and spec.path == STDIN:
             raise UsageError("--region and --bed need an indexed FASTA file, not stdin ('-')")
         check_input_file(spec.path)
-        if (regions or spec.bed is not None) and is_stream(spec.path):
+        if (spec.regions or spec.bed is not None) and is_stream(spec.path):
             raise UsageError(
                 f"--region and --bed need an indexed FASTA file, not a pipe or other stream ({spec.path})"
             )
-        if spec.bed is not None:
-            regions += read_bed(spec.bed)
         self._fasta: IndexedFasta | None = None
         self._records: list[Target] | None = None
         self._regions: list[Region] | None = None
-        if regions:
+        if spec.regions or spec.bed is not None:
             self._fasta = IndexedFasta(spec.path)
+            # samtools style: a whole contig, chr:from to its end, or chr:from-to (contig names first)
+            regions = [parse_region(text, self._fasta.lengths) for text in spec.regions]
+            if spec.bed is not None:
+                regions += read_bed(spec.bed)
+        if regions:
             for region in regions:
                 self._check_region(region)
             self._regions = regions
@@ -179,7 +182,12 @@ class Inputs:
 
     def _check_region(self, region: Region) -> None:
         assert self._fasta is not None
-        where = f"'{region.name}' ({region.chrom}:{region.start + 1}-{region.end})" if region.name else region.label
+        if region.name and region.name == region.chrom:  # a whole contig, as named
+            where = f"'{region.name}'"
+        elif region.name:
+            where = f"'{region.name}' ({region.chrom}:{region.start + 1}-{region.end})"
+        else:
+            where = region.label
         length = self._fasta.lengths.get(region.chrom)
         if length is None:
             shown = ", ".join(self._fasta.contigs[:5]) + (", ..." if len(self._fasta.contigs) > 5 else "")

@@ -21,6 +21,13 @@ FORMATS = ("npy", "tsv")
 
 # Provenance that differs between two runs of the same work (not part of a run's identity).
 RUN_STAMP_KEYS = ("command_line", "date", "versions")
+_command_line: list[str] | None = None  # set by the CLI; a library caller's outputs record sys.argv
+
+
+def set_command_line(args: list[str]) -> None:
+    """The arguments of the `mxdna` command being run, for the outputs' provenance."""
+    global _command_line
+    _command_line = list(args)
 
 
 def run_meta(command: str, loaded: LoadedModel | None, inputs: Inputs | None, **settings: Any) -> dict[str, Any]:
@@ -32,7 +39,8 @@ def run_meta(command: str, loaded: LoadedModel | None, inputs: Inputs | None, **
     import torch
 
     meta: dict[str, Any] = {"tool": f"mxdna_cli {__version__}", "command": command,
-                            "command_line": " ".join(shlex.quote(a) for a in ["mxdna", *sys.argv[1:]])}
+                            "command_line": " ".join(shlex.quote(a) for a in ["mxdna", *(sys.argv[1:] if _command_line is None
+                                                                                     else _command_line)])}
     if loaded is not None:
         meta.update(loaded.meta())
     if inputs is not None:

@@ -8,6 +8,7 @@ half-open.
 from __future__ import annotations
 
 import zlib
+from typing import Mapping
 
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.fasta import STDIN, Region, open_text_input
@@ -27,21 +28,33 @@ def _parse_position(text: str, region_text: str) -> int:
     return int(cleaned)
 
 
-def parse_region(text: str) -> Region:
-    """Parse samtools-style `chr:from-to` (1-based, inclusive; commas allowed in numbers).
+def parse_region(text: str, lengths: Mapping[str, int] | None = None) -> Region:
+    """Parse a samtools-style region: `chr:from-to` (1-based, inclusive; commas allowed in numbers),
+    `chr:from` (to the end of the contig) or `chr` (the whole contig).
 
-    The contig is everything before the LAST ':', so names such as `HLA-A*01:01` work.
-    Anything else (a bare contig, `chr:pos`) is a UsageError with an example.
+    With the FASTA's contig `lengths`, a text that is a contig name is that whole contig (so names
+    with ':' such as `HLA-A*01:01` or `22:20608432-20611431` work, as in samtools); otherwise the
+    contig is everything before the LAST ':'. Anything else is a UsageError with an example.
     """
     stripped = text.strip()
+    if lengths is not None and stripped in lengths:
+        return Region(chrom=stripped, start=0, end=lengths[stripped], name=stripped)
     chrom, colon, span = stripped.rpartition(":")
-    start_text, dash, end_text = span.partition("-")
-    if not colon or not chrom or not dash:
+    if not colon or not chrom:
+        if lengths is not None and stripped:
+            return Region(chrom=stripped, start=0, end=0, name=stripped)  # unknown: the caller lists the contigs
         raise UsageError(
-            f"region '{text}': expected chr:from-to (1-based, inclusive), e.g. {REGION_EXAMPLE}"
+            f"region '{text}': expected chr, chr:from or chr:from-to (1-based, inclusive), e.g. {REGION_EXAMPLE}"
         )
+    start_text, dash, end_text = span.partition("-")
     first = _parse_position(start_text, text)
-    last = _parse_position(end_text, text)
+    if not dash:
+        if lengths is None:
+            raise UsageError(f"region '{text}': chr:from needs the contig's length (an indexed FASTA); "
+                             f"or give chr:from-to, e.g. {REGION_EXAMPLE}")
+        last = lengths.get(chrom, first)  # an unknown contig: the caller lists the contigs
+    else:
+        last = _parse_position(end_text, text)
     if first < 1 or last < first:
         raise UsageError(f"region '{text}': needs 1 <= from <= to, e.g. {REGION_EXAMPLE}")
     return Region(chrom=chrom, start=first - 1, end=last)

@@ -257,9 +257,9 @@ class Pretrainer:
     def _warm_start(self, folder: str) -> None:
         """Start from a saved model's weights (fresh optimiser and schedule), e.g. the bundled model
         when a run's checkpoint was lost with its machine."""
-        from mxdna_cli.weights import load_model
+        from mxdna_cli.weights import load_model, resolve_model
 
-        model, info = load_model(folder)
+        model, info = load_model(resolve_model(folder))  # a path or a bundled name (mxdna-small)
         if info.task != "masked_lm" or info.config != self.config:
             raise UsageError(f"{folder}: a {info.task} model with another config cannot seed a '{self.settings.preset}' run")
         self.model.load_state_dict(model.state_dict())

@@ -44,9 +44,9 @@ def test_parse_region(text, region):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("chr1", "expected chr:from-to"),
-        ("chr1:100", "expected chr:from-to"),
-        (":1-10", "expected chr:from-to"),
+        ("chr1", "expected chr, chr:from or chr:from-to"),  # without the FASTA's contigs
+        ("chr1:100", "needs the contig's length"),
+        (":1-10", "expected chr, chr:from or chr:from-to"),
         ("chr1:a-10", "'a' is not a position"),
         ("chr1:1-", "'' is not a position"),
         ("chr1:-5-10", "'' is not a position"),
@@ -146,3 +146,15 @@ def test_read_bed_binary_file(tmp_path):
     path.write_bytes(b"chr1\t0\t10\n\xff\xfe\x00\x01")
     with pytest.raises(DataError, match=rf"{path}: cannot read as BED text"):
         read_bed(str(path))
+
+
+def test_whole_contig_and_open_ended_regions_as_samtools_reads_them():
+    lengths = {"chr1": 5000, "22:20608432-20611431": 3000, "HLA-A*01:01": 900}
+    assert parse_region("chr1", lengths) == Region("chr1", 0, 5000, name="chr1")
+    assert parse_region("chr1:1,001", lengths) == Region("chr1", 1000, 5000)
+    assert parse_region("chr1:11-20", lengths) == Region("chr1", 10, 20)
+    # a contig name that looks like a region is the contig, as in samtools faidx
+    assert parse_region("22:20608432-20611431", lengths) == Region("22:20608432-20611431", 0, 3000,
+                                                                     name="22:20608432-20611431")
+    assert parse_region("22:20608432-20611431:101-200", lengths) == Region("22:20608432-20611431", 100, 200)
+    assert parse_region("HLA-A*01:01:5", lengths) == Region("HLA-A*01:01", 4, 900)

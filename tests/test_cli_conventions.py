@@ -1,0 +1,128 @@
+"""The habits of genomics users: `--export-bed` as a flag, samtools-style whole-contig regions,
+help that lists choices and describes every option, provenance headers, bundled names wherever a
+model is taken, and optional libraries that name their extra."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from mxdna_cli import extras
+from mxdna_cli.cli import app, optional_values
+from mxdna_cli.errors import UsageError
+
+DATA = Path(__file__).resolve().parent / "data"
+MINI = str(DATA / "mini.fa")
+SMALL = str(Path(__file__).resolve().parents[1] / "weights" / "mxdna-small")
+
+
+def run(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def body(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_export_bed_alone_writes_bed6_to_stdout_and_with_a_value_to_that_file(tmp_path):
+    region = ["-r", "CHROMOSOME_I:1-300", "-m", SMALL, "-q"]
+    flag = run("tokenize", MINI, "--export-bed", *region)
+    assert flag.exit_code == 0, flag.stderr
+    lines = body(flag.stdout)
+    assert lines and all(len(line.split("\t")) == 6 for line in lines)
+    at_end = run("tokenize", MINI, *region, "--export-bed")
+    assert body(at_end.stdout) == lines
+    out = tmp_path / "units.bed"
+    assert run("tokenize", MINI, "--export-bed", out, *region).exit_code == 0
+    assert body(out.read_text()) == lines
+
+
+def test_optional_values_only_fill_in_a_missing_value():
+    assert optional_values(["tokenize", "g.fa", "--export-bed"]) == ["tokenize", "g.fa", "--export-bed", "-"]
+    assert optional_values(["tokenize", "g.fa", "--export-bed", "-q"]) == ["tokenize", "g.fa", "--export-bed", "-", "-q"]
+    assert optional_values(["tokenize", "g.fa", "--export-bed", "u.bed"]) == ["tokenize", "g.fa", "--export-bed", "u.bed"]
+    assert optional_values(["tokenize", "-", "--export-bed", "-"]) == ["tokenize", "-", "--export-bed", "-"]
+
+
+def test_whole_contig_and_open_ended_regions(tmp_path):
+    whole = run("windows", MINI, "-r", "CHROMOSOME_I", "-r", "22:20608432-20611431", "-r", "NC_004353.4:2001")
+    assert whole.exit_code == 0, whole.stderr
+    rows = [line.split("\t") for line in body(whole.stdout)[1:]]
+    spans = {}
+    for record, chrom, _, start, end, *_ in rows:
+        lo, hi = spans.get(record, (10**9, 0))
+        spans[record] = (min(lo, int(start)), max(hi, int(end)))
+    assert spans == {"CHROMOSOME_I": (0, 3000), "22:20608432-20611431": (0, 3000), "NC_004353.4:2001-3000": (2000, 3000)}
+    unknown = run("windows", MINI, "-r", "chrZ")
+    assert unknown.exit_code == 1 and "unknown contig 'chrZ'" in unknown.stderr
+
+
+def _commands():
+    command = typer.main.get_command(app)
+
+    def walk(group, path):
+        for name, sub in getattr(group, "commands", {}).items():
+            if getattr(sub, "commands", None):
+                yield from walk(sub, path + [name])
+            else:
+                yield path + [name], sub
+
+    return list(walk(command, []))
+
+
+def test_every_option_of_every_verb_has_a_help_line():
+    missing = [(" ".join(path), param.name) for path, command in _commands() for param in command.params
+               if not getattr(param, "help", None)]
+    assert not missing
+
+
+@pytest.mark.parametrize("path", [path for path, _ in _commands()], ids=lambda p: " ".join(p))
+def test_help_shows_choices_and_no_typer_placeholders(path):
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0
+    for placeholder in ("<bool>", "<str>", "<int>", "<float>", "<list[str]>", "range>"):
+        assert placeholder not in result.stdout, (path, placeholder)
+
+
+def test_choices_are_listed():
+    help_text = {" ".join(path): CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).stdout
+                 for path in (["finetune"], ["pretrain"], ["embed"])}
+    assert "tiny|small|base" in help_text["pretrain"] and "tiny|small|base" in help_text["finetune"]
+    assert "decoder|mean" in help_text["finetune"] and "balanced|none" in help_text["finetune"]
+    assert "mean|max|cls|none" in help_text["embed"] and "forward|reverse|both" in help_text["embed"]
+
+
+def test_headers_record_command_line_regions_versions_and_time(tmp_path):
+    out = tmp_path / "w.tsv"
+    assert run("windows", MINI, "-r", "CHROMOSOME_I:1-500", "-o", out).exit_code == 0
+    meta = dict(line[1:].split("=", 1) for line in out.read_text().splitlines() if line.startswith("#"))
+    assert "windows" in meta["command_line"] and "CHROMOSOME_I:1-500" in meta["regions"]
+    assert "torch" in meta["versions"] and "python" in meta["versions"] and "mxdna_cli" in meta["versions"]
+    assert meta["date"].endswith("Z") and len(meta["date"]) == 20
+
+
+def test_init_from_takes_a_bundled_name(tmp_path):
+    out = tmp_path / "run"
+    result = run("pretrain", DATA / "pretrain_small.fa", "-o", out, "--preset", "small", "--steps", 1,
+                 "--window", 96, "--batch-size", 1, "--eval-every", 1, "--eval-windows", 1, "--threads", 1,
+                 "--init-from", "mxdna-small", "--heldout", "no-such-record", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert (out / "checkpoint.pt").is_file()
+
+
+def test_a_bad_init_from_leaves_no_run_folder(tmp_path):
+    out = tmp_path / "run"
+    result = run("pretrain", DATA / "pretrain_small.fa", "-o", out, "--preset", "tiny", "--steps", 1,
+                 "--window", 96, "--init-from", "no-such-model", "-q")
+    assert result.exit_code == 1 and "not found" in result.stderr
+    assert not out.exists()
+
+
+def test_a_missing_optional_library_names_its_extra(monkeypatch):
+    monkeypatch.setattr(extras.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UsageError, match=r"pip install 'mxdna_cli\[plot\]'"):
+        extras.require("matplotlib", "--plot")
