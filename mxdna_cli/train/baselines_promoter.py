@@ -90,6 +90,9 @@ class KmerLogisticRegression:
         return self.scaler.transform(kmer_count_matrix(sequences, self.k))
 
     def fit(self, train_sequences, train_y, valid_sequences, valid_y, class_weight="balanced"):
+        from mxdna_cli.extras import require
+
+        require("sklearn", "the k-mer logistic-regression baseline")
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
