@@ -126,3 +126,23 @@ def test_a_missing_optional_library_names_its_extra(monkeypatch):
     monkeypatch.setattr(extras.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UsageError, match=r"pip install 'mxdna_cli\[plot\]'"):
         extras.require("matplotlib", "--plot")
+
+
+def test_a_classifier_with_0_1_labels_predicts_without_label_and_says_which_class(tmp_path):
+    import torch
+
+    from mxdna_cli.model.config import ModelConfig
+    from mxdna_cli.model.mxdna import MxDNAForSequenceClassification
+    from mxdna_cli.weights import save_model
+
+    torch.manual_seed(0)
+    save_model(MxDNAForSequenceClassification(ModelConfig.preset("tiny"), num_labels=2), tmp_path / "clf",
+               trained=False, extra={"labels": ["0", "1"], "window": 100})
+    out = tmp_path / "p.tsv"
+    result = run("predict", "promoter", MINI, "-r", "CHROMOSOME_I:1-100", "-m", tmp_path / "clf", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert "scoring class '1'" in result.stderr
+    meta = dict(line[1:].split("=", 1) for line in out.read_text().splitlines() if line.startswith("#"))
+    assert meta["label"] == "1"
+    other = run("predict", "promoter", MINI, "-r", "CHROMOSOME_I:1-100", "-m", tmp_path / "clf", "--label", "x")
+    assert other.exit_code == 2 and "no class 'x'" in other.stderr

@@ -136,8 +136,26 @@ def load_classifier(
             f"model '{info.name}' is a {info.task} model, not a classifier; "
             "pass a classification model with --model (train one with `mxdna finetune`)"
         )
-    if label not in info.labels:
+    scored = scored_class(info.labels, label)
+    if scored is None:
         raise UsageError(f"model '{info.name}' has no class '{label}' (its classes: {', '.join(info.labels)}); see --label")
     loaded = load(str(folder), device=device, dtype=dtype, threads=threads, reporter=reporter)
-    return loaded, info.labels.index(label)
+    if scored != label and reporter is not None:
+        reporter.warn(f"model '{info.name}' has classes {', '.join(info.labels)}: scoring class '{scored}' as "
+                      f"'{label}' (pass --label to choose another)")
+    return loaded, info.labels.index(scored)
+
+
+POSITIVE_LABELS = ("1", "true", "positive", "pos", "yes")
+
+
+def scored_class(labels: list[str], label: str) -> str | None:
+    """The class whose probability is reported: `label` itself, or, for the default promoter label,
+    a classifier's one conventional positive class (1, true, positive: labels as 0/1 files have them)."""
+    if label in labels:
+        return label
+    if label != PROMOTER_LABEL:
+        return None
+    positive = [name for name in labels if name.strip().lower() in POSITIVE_LABELS]
+    return positive[0] if len(positive) == 1 else None
 

@@ -86,7 +86,7 @@ def predict(inputs: Inputs, loaded: LoadedModel, label_index: int, settings: Pre
     if s.track is not None:
         return _predict_track(inputs, loaded, label_index, s, window, reporter)
     check_output(s.output)
-    meta = run_meta("predict", loaded, inputs, label=s.label, strand=inputs.spec.strand,
+    meta = run_meta("predict", loaded, inputs, label=loaded.info.labels[label_index], strand=inputs.spec.strand,
                     classifier_window=window, batch_tokens=s.batch_tokens)
     runner = Runner(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
     limit = MAX_WHOLE_LENGTH_FACTOR * window
@@ -161,7 +161,7 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
     else:  # a stream: records in file order; the bigWig header is written at the end, from what was read
         targets, chrom_sizes, total = inputs.targets(), [], None
     offset = (window - s.step) // 2  # a window's value covers its central `step` bases
-    meta = run_meta("predict", loaded, inputs, label=s.label, strand=inputs.spec.strand, window=window,
+    meta = run_meta("predict", loaded, inputs, label=loaded.info.labels[label_index], strand=inputs.spec.strand, window=window,
                     step=s.step, value_span=f"central {s.step} nt of each {window} nt window (offset {offset})",
                     batch_tokens=s.batch_tokens)
     runner = Runner(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
