@@ -655,8 +655,9 @@ def promoter(
     ] = None,
     track: Annotated[
         Optional[str],
-        typer.Option("--track", metavar="BIGWIG", help="Instead of the TSV: scan in windows and write a bigWig "
-                     "of the probability (each window's value on its central --step bases).",
+        typer.Option("--track", metavar="TRACK", help="Instead of the TSV: scan in windows and write the "
+                     "probability as a track, bigWig (.bw, .bigwig) or bedGraph (.bedgraph, .bg) by the name "
+                     "(each window's value on its central --step bases).",
                      rich_help_panel=OUTPUT_PANEL, show_default=False),
     ] = None,
     window: Annotated[
@@ -688,7 +689,7 @@ def promoter(
     if resume and track is None:
         raise UsageError("--resume is for --track scans (a TSV of whole records is quick to redo)")
     engine.check_suffix(output, "tsv", "--output")
-    engine.check_suffix(track, "bigwig", "--track")
+    engine.check_suffix(track, "track", "--track")
     check_paths({"--output": output, "--track": track}, input, source.bed, weights=model.weights)
     settings = engine.PredictSettings(
         output=output or "-", track=track, window=window, step=step, label=label, batch_tokens=batch_tokens,

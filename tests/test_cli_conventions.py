@@ -146,3 +146,21 @@ def test_a_classifier_with_0_1_labels_predicts_without_label_and_says_which_clas
     assert meta["label"] == "1"
     other = run("predict", "promoter", MINI, "-r", "CHROMOSOME_I:1-100", "-m", tmp_path / "clf", "--label", "x")
     assert other.exit_code == 2 and "no class 'x'" in other.stderr
+
+
+def test_a_track_named_bedgraph_is_a_bedgraph_with_the_bigwigs_values(tmp_path):
+    import pyBigWig
+
+    common = ["predict", "promoter", MINI, "-r", "CHROMOSOME_I:1-1000", "--step", "50", "-q"]
+    assert run(*common, "--track", tmp_path / "t.bw").exit_code == 0
+    result = run(*common, "--track", tmp_path / "t.bedgraph")
+    assert result.exit_code == 0, result.stderr
+    text = (tmp_path / "t.bedgraph").read_text().splitlines()
+    assert any(line.startswith("track type=bedGraph") and "50 nt bins" in line for line in text)
+    assert "#step=50" in text
+    rows = [line.split("\t") for line in text if not line.startswith(("#", "track"))]
+    with pyBigWig.open(str(tmp_path / "t.bw")) as bw:
+        intervals = bw.intervals("CHROMOSOME_I")
+    assert [(r[0], int(r[1]), int(r[2])) for r in rows] == [("CHROMOSOME_I", a, b) for a, b, _ in intervals]
+    assert [float(r[3]) for r in rows] == pytest.approx([v for _, _, v in intervals], rel=1e-5)
+    assert not (tmp_path / "t.bedgraph.json").exists()

@@ -86,6 +86,7 @@ SUFFIXES = {
     "tsv": (".tsv", ".txt", ".tab"),
     "bed": (".bed",),
     "bigwig": (".bw", ".bigwig"),
+    "track": (".bw", ".bigwig", ".bedgraph", ".bg"),  # --track: bigWig or bedGraph, by suffix
     "png": (".png",),
 }
 

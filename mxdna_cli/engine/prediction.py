@@ -19,7 +19,7 @@ from mxdna_cli.engine.outputs import check_output, run_fingerprint, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, check_target, timed
 from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner
 from mxdna_cli.errors import DataError, UsageError
-from mxdna_cli.io.writers import STDOUT, BigWigWriter, TsvWriter
+from mxdna_cli.io.writers import STDOUT, BigWigWriter, TsvWriter, atomic_output, metadata_header_lines
 
 DEFAULT_TRACK_WINDOW = 300
 DEFAULT_TRACK_STEP = 50
@@ -138,9 +138,10 @@ def predict(inputs: Inputs, loaded: LoadedModel, label_index: int, settings: Pre
 
 
 def check_track(track: str) -> None:
-    """Refuse a bigWig track on stdout: a bigWig is a binary file (with a JSON sidecar), written by name."""
+    """Refuse a track on stdout: a bigWig is a binary file (with a JSON sidecar), and both formats are
+    written once every window is done, by name."""
     if track == STDOUT:
-        raise UsageError("bigWig output cannot go to stdout ('-'); give a file name ending in .bw")
+        raise UsageError("--track cannot go to stdout ('-'); give a file name ending in .bw or .bedgraph")
 
 
 def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: PredictSettings, window: int,
@@ -166,7 +167,8 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
                     batch_tokens=s.batch_tokens)
     runner = Runner(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
     journal = Journal([s.track], run_fingerprint(meta, inputs, track=s.track), resume=s.resume, warn=reporter.warn)
-    state = journal.state or {"summary": Summary(outputs=[s.track, s.track + ".json"]), "pending": [], "current": -1}
+    written = [s.track] if s.track.lower().endswith(BEDGRAPH_SUFFIXES) else [s.track, s.track + ".json"]
+    state = journal.state or {"summary": Summary(outputs=written), "pending": [], "current": -1}
     summary: Summary = state["summary"]
     # what the task generator learns as it goes: recomputed when a resumed run skips the done tasks
     short: list[str] = []
@@ -217,7 +219,7 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
             timed(summary, reporter, None if total is None else total * inputs.passes, "scanning", work)
             if not chrom_sizes:
                 raise DataError(f"{inputs.path}: no record to write a track for")
-            spill.write_bigwig(s.track, chrom_sizes, chroms, s.step, meta)
+            spill.write_track(s.track, chrom_sizes, chroms, s.step, meta)
         finally:
             spill.remove()
     if gaps:
@@ -230,7 +232,8 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
     return summary
 
 
-TRACK_ROW = np.dtype([("target", "<i8"), ("start", "<i8"), ("value", "<f8")])
+TRACK_ROW = np.dtype([("target", "<i8"), ("start", "<i8"), ("value", "<f8")])  # 24 bytes a scan window
+BEDGRAPH_SUFFIXES = (".bedgraph", ".bg")
 
 
 class _TrackSpill:
@@ -264,11 +267,32 @@ class _TrackSpill:
         self._flush()
         return self._file.tell()
 
-    def write_bigwig(self, path: str, chrom_sizes, chroms: dict[int, str], step: int, meta) -> None:
-        """Contiguous windows become one fixedStep entry; blocks of rows keep memory bounded."""
+    def write_track(self, path: str, chrom_sizes, chroms: dict[int, str], step: int, meta) -> None:
+        """bigWig, or bedGraph when the name says so (as deepTools' --outFileFormat)."""
         self._flush()
         self._file.close()
-        rows = np.fromfile(self.path, dtype=TRACK_ROW)  # 24 bytes a window: 1.4 GB for a human genome at step 50
+        rows = np.memmap(self.path, dtype=TRACK_ROW, mode="r") if os.path.getsize(self.path) else np.zeros(0, TRACK_ROW)
+        if path.lower().endswith(BEDGRAPH_SUFFIXES):
+            self._write_bedgraph(path, rows, chroms, step, meta)
+        else:
+            self._write_bigwig(path, rows, chrom_sizes, chroms, step, meta)
+
+    @staticmethod
+    def _write_bedgraph(path: str, rows, chroms: dict[int, str], step: int, meta) -> None:
+        """`#key=value` provenance, a track line stating the step, then chrom, start, end, value."""
+        header = {**meta, "step": step}
+        with atomic_output(path) as handle:
+            handle.writelines(line + "\n" for line in metadata_header_lines(header))
+            handle.write(f'track type=bedGraph name="mxdna {meta.get("model", "")}" '
+                         f'description="P({meta.get("label", "")}), {step} nt bins, window {meta.get("window", "")}"\n')
+            for block in range(0, len(rows), 1 << 16):
+                part = rows[block : block + (1 << 16)]
+                handle.writelines(f"{chroms[int(t)]}\t{int(a)}\t{int(a) + step}\t{float(v):.6g}\n"
+                                  for t, a, v in zip(part["target"], part["start"], part["value"]))
+
+    @staticmethod
+    def _write_bigwig(path: str, rows, chrom_sizes, chroms: dict[int, str], step: int, meta) -> None:
+        """Contiguous windows become one fixedStep entry (step = span = the scan step)."""
         with BigWigWriter(path, chrom_sizes, meta) as writer:
             if rows.size:
                 breaks = np.flatnonzero((np.diff(rows["target"]) != 0) | (np.diff(rows["start"]) != step)) + 1
