@@ -294,7 +294,8 @@ def test_tokenize_regions_map_to_genome_positions_on_both_strands(models, tmp_pa
     from_bed = rows(ok("tokenize", MINI, "--bed", bed, "--export-bed", "-", *common).stdout)
     from_region = rows(ok("tokenize", MINI, "-r", "CHROMOSOME_I:1001-1800", "--export-bed", "-", *common).stdout)
     plus, minus = [r for r in from_bed if r[5] == "+"], [r for r in from_bed if r[5] == "-"]
-    assert from_bed == plus + minus  # in BED order, each region sorted by position
+    starts = [int(r[1]) for r in from_bed]
+    assert starts == sorted(starts)  # coordinate-sorted, whatever the strands and the BED order
     check_tiling(plus, "CHROMOSOME_I", 1000, 1800)
     check_tiling(minus, "CHROMOSOME_I", 1000, 1800)
     shifted = [("CHROMOSOME_I", str(int(a) + 1000), str(int(b) + 1000), n, s, "+")

@@ -164,3 +164,36 @@ def test_a_track_named_bedgraph_is_a_bedgraph_with_the_bigwigs_values(tmp_path):
     assert [(r[0], int(r[1]), int(r[2])) for r in rows] == [("CHROMOSOME_I", a, b) for a, b, _ in intervals]
     assert [float(r[3]) for r in rows] == pytest.approx([v for _, _, v in intervals], rel=1e-5)
     assert not (tmp_path / "t.bedgraph.json").exists()
+
+
+def _sorted_bed_checks(path, tmp_path):
+    """tabix indexes it (it refuses unsorted input) and bedtools merge accepts it (where installed)."""
+    import shutil
+    import subprocess
+
+    import pysam
+
+    copy = tmp_path / (path.name + ".copy.bed")
+    copy.write_text("".join(line + "\n" for line in path.read_text().splitlines() if not line.startswith("#")))
+    indexed = pysam.tabix_index(str(copy), preset="bed", force=True, keep_original=True)
+    with pysam.TabixFile(indexed) as tabix:
+        assert list(tabix.contigs)
+    if shutil.which("bedtools"):
+        merged = subprocess.run(["bedtools", "merge", "-i", str(copy)], capture_output=True, text=True)
+        assert merged.returncode == 0, merged.stderr
+
+
+def test_every_bed_written_is_coordinate_sorted_for_tabix_and_bedtools(tmp_path):
+    bed = tmp_path / "r.bed"  # out of order, overlapping, both strands
+    bed.write_text("NC_004353.4\t100\t900\ta\t0\t+\nCHROMOSOME_I\t1000\t1800\tb\t0\t-\n"
+                   "CHROMOSOME_I\t200\t1500\tc\t0\t+\nCHROMOSOME_I\t1000\t1800\td\t0\t+\n")
+    units, tokens = tmp_path / "u.bed", tmp_path / "t.bed"
+    result = run("tokenize", MINI, "--bed", bed, "--export-bed", units, "--tokens", tokens, "-w", "300",
+                 "-m", SMALL, "-q")
+    assert result.exit_code == 0, result.stderr
+    order = {"CHROMOSOME_I": 0, "NC_004353.4": 1, "22:20608432-20611431": 2}  # FASTA order
+    for path in (units, tokens):
+        rows = [line.split("\t") for line in body(path.read_text())]
+        keys = [(order[r[0]], int(r[1])) for r in rows]
+        assert keys == sorted(keys), path.name
+        _sorted_bed_checks(path, tmp_path)

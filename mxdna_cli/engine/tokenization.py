@@ -4,6 +4,7 @@ with the units their deformable sampling reads (BED12), plus unit-length counts 
 from __future__ import annotations
 
 import contextlib
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,8 +125,19 @@ def tokenize(inputs: Inputs, loaded: LoadedModel, settings: TokenizeSettings, re
     runner = Runner(loaded, batch_tokens=s.batch_tokens, sampling=s.tokens is not None, reporter=reporter)
     fingerprint = run_fingerprint(meta, inputs, outputs=[s.units, s.tokens, s.summary, s.plot], min_weight=s.min_weight)
     journal = Journal(outputs, fingerprint, resume=s.resume, warn=reporter.warn)
-    # held: '-' strand lines, written in genome order when their target is done
-    state = journal.state or {"summary": Summary(outputs=outputs), "held": [],
+    # Every BED is coordinate-sorted (contigs in FASTA order, by start within each), as tabix and
+    # bedtools want: targets run in genome order when the plan is known, and rows wait in a heap
+    # until no later row can start before them (a row never starts before its window).
+    next_start: dict[int, float] = {}  # a target's rows can be released only below the next one's start
+    if inputs.known:
+        rank = inputs.contig_order()
+        order = sorted(inputs.plan(), key=lambda t: (rank[t.chrom], t.start, t.end))
+        for before, after in zip(order, order[1:]):
+            if before.chrom == after.chrom:
+                next_start[before.index] = after.start
+    else:  # a stream: whole records in file order, each its own contig
+        rank, order = {}, None
+    state = journal.state or {"summary": Summary(outputs=outputs), "units": [], "tokens": [], "rows": 0,
                               "counts": np.zeros(max(loaded.kernel_sizes) + 1, dtype=np.int64)}
     summary: Summary = state["summary"]
     counts: np.ndarray = state["counts"]
@@ -139,42 +151,53 @@ def tokenize(inputs: Inputs, loaded: LoadedModel, settings: TokenizeSettings, re
             token_writer = stack.enter_context(Bed12Writer(s.tokens, token_meta, **journal.file_options("tokens")))
             journal.track("tokens", token_writer)
 
-        def write(chrom: str, strand: str, units: list, tokens: list) -> None:
-            for a, b, k, e, c, g in units:
-                unit_writer.write(chrom, a, b, unit_name(k, e, c), gate_score(g), strand)
-            for blocks, index, score in tokens:
-                token_writer.write(chrom, blocks[0][0], blocks[-1][1], blocks, name=str(index),
-                                   score=int(min(1000, round(1000 * score))), strand=strand)
+        def contig_rank(chrom: str) -> int:
+            return rank.setdefault(chrom, len(rank))
+
+        def push(heap: str, chrom: str, start: int, end: int, row: tuple) -> None:
+            state["rows"] += 1
+            heapq.heappush(state[heap], (contig_rank(chrom), start, end, state["rows"], chrom, row))
+
+        def release(below: tuple[int, int] | None) -> None:
+            """Write every waiting row that starts before `below` (all of them for None)."""
+            for heap, write in (("units", write_unit), ("tokens", write_token)):
+                rows = state[heap]
+                while rows and (below is None or rows[0][:2] < below):
+                    _, _, _, _, chrom, row = heapq.heappop(rows)
+                    write(chrom, *row)
+
+        def write_unit(chrom: str, a: int, b: int, k: int, e: int, c: bool, g: float, strand: str) -> None:
+            unit_writer.write(chrom, a, b, unit_name(k, e, c), gate_score(g), strand)
+
+        def write_token(chrom: str, blocks: list, index: int, score: float, strand: str) -> None:
+            token_writer.write(chrom, blocks[0][0], blocks[-1][1], blocks, name=str(index),
+                               score=int(min(1000, round(1000 * score))), strand=strand)
 
         def on_piece(task: WindowTask, piece: Piece) -> None:
             target, strand = task.target, task.strand
             np.add.at(counts, piece.lengths, 1)
-            units: list = []
-            tokens: list = []
             if unit_writer is not None:
                 starts, ends = target.to_genome(strand, piece.starts, piece.ends)
-                units = list(zip(starts.tolist(), ends.tolist(), piece.lengths.tolist(), piece.experts.tolist(),
-                                 piece.clipped.tolist(), piece.gates.tolist()))
+                for a, b, k, e, c, g in zip(starts.tolist(), ends.tolist(), piece.lengths.tolist(),
+                                            piece.experts.tolist(), piece.clipped.tolist(), piece.gates.tolist()):
+                    push("units", target.chrom, a, b, (a, b, k, e, c, g, strand))
             if token_writer is not None:
-                for rank, (blocks, score) in enumerate(token_footprints(piece, s.min_weight)):
-                    tokens.append((_genome_blocks(target, strand, blocks), piece.first_token + rank, score))
-            if strand == "-":
-                # the pieces of a '-' pass come right to left in the genome: write them reversed
-                units.reverse()
-                tokens.reverse()
-                state["held"].append((target.chrom, strand, units, tokens))
-            else:
-                write(target.chrom, strand, units, tokens)
+                for index, (blocks, score) in enumerate(token_footprints(piece, s.min_weight)):
+                    genome = _genome_blocks(target, strand, blocks)
+                    push("tokens", target.chrom, genome[0][0], genome[-1][1],
+                         (genome, piece.first_token + index, score, strand))
+            # later rows of this target start at or after the current window on '+' (windows run left
+            # to right), anywhere in the target on '-'; later targets at or after their own start
+            floor = target.start + task.window.start if strand == "+" else target.start
+            release((contig_rank(target.chrom), min(floor, next_start.get(target.index, floor))))
 
         def on_target(target: Target) -> None:
-            for held in reversed(state["held"]):
-                write(*held)
-            state["held"].clear()
             summary.count(target)
 
-        tasks = window_tasks(inputs.targets(), s.window, stride, reporter)
+        tasks = window_tasks(inputs.targets(order), s.window, stride, reporter)
         timed(summary, reporter, inputs.nucleotides_to_read, "tokenizing",
               lambda: drive(runner, tasks, on_piece, on_target, state=state, journal=journal))
+        release(None)
         lengths = np.arange(len(counts))
         total = int(counts.sum())
         summary.extra["length_counts"] = {int(k): int(counts[k]) for k in lengths if counts[k]}
