@@ -179,18 +179,25 @@ def test_an_interrupted_finetune_leaves_no_model_folder(tmp_path, models):
         "\t".join(("".join(rng.choice(list("ACGT"), 100)), label)) for label in ("promoter", "other") for _ in range(60)
     ]
     table.write_text("\n".join(rows) + "\n")
-    log_seen = []
-
-    def training() -> bool:  # the run has started training once its staging folder exists
-        log_seen.extend(p for p in tmp_path.iterdir() if p.name.startswith(".clf."))
-        return bool(log_seen)
-
+    # --eval-every 1 without -q: a validation line on stderr says training has started
     command = [MXDNA, "finetune", str(table), "-o", str(tmp_path / "clf"), "--pretrained", models.mlm,
-               "--epochs", "1000", "--threads", "1", "-q"]
+               "--epochs", "1000", "--eval-every", "1", "--threads", "1"]
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = _interrupt(command, lambda: time.sleep(3) or True, signal.SIGTERM)
-    assert result.returncode == 143, result.stderr
-    assert result.stderr.strip() == "mxdna: interrupted"
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        lines = []
+        for line in process.stderr:
+            lines.append(line)
+            if "val MCC" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        rest = process.stderr.read()
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 143, "".join(lines) + rest
+    assert rest.strip().splitlines()[-1] == "mxdna: interrupted"
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no clf/, no staging folder
 
 
