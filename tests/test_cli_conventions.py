@@ -197,3 +197,22 @@ def test_every_bed_written_is_coordinate_sorted_for_tabix_and_bedtools(tmp_path)
         keys = [(order[r[0]], int(r[1])) for r in rows]
         assert keys == sorted(keys), path.name
         _sorted_bed_checks(path, tmp_path)
+
+
+def test_pretrain_on_a_users_own_genome_validates_on_a_seeded_share_of_it(tmp_path):
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    genome = tmp_path / "mine.fa"
+    genome.write_text(">chrA\n" + "".join(rng.choice(list("ACGT"), 20000)) + "\n")
+    out = tmp_path / "run"
+    result = run("pretrain", genome, "-o", out, "--preset", "tiny", "--steps", 2, "--window", 96, "--batch-size", 2,
+                 "--eval-every", 1, "--eval-windows", 2, "--threads", 1)
+    assert result.exit_code == 0, result.stderr
+    assert "without validation" not in result.stderr
+    assert "seeded 2% of the input" in result.stderr
+    assert "seeded 2%" in json.loads((out / "settings.json").read_text())["validation"]
+    log = [line.split("\t") for line in (out / "log.tsv").read_text().splitlines()[1:]]
+    assert any(row[1] == "validation" and row[5] not in ("", "nan") for row in log)

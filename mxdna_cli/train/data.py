@@ -212,6 +212,33 @@ def split_heldout(
     return Genomes(train), Genomes(held)
 
 
+HELDOUT_SHARE = 0.02  # of a user's own data, when none of the named held-out sequences is there
+
+
+def split_heldout_share(genomes: Genomes, window: int, seed: int, share: float = HELDOUT_SHARE) -> tuple[Genomes, Genomes]:
+    """Hold out a seeded `share` of the data itself: one contiguous stretch of each record long
+    enough (at a seeded place; the rest of the record stays for training, as two pieces), or, when
+    no record is long enough, a seeded share of whole records. Views, no copies."""
+    rng = np.random.default_rng([seed, 7])
+    train, held = [], []
+    for record in genomes.records:
+        n = len(record)
+        k = int(n * share)
+        if k < window:
+            train.append(record)
+            continue
+        a = int(rng.integers(0, n - k + 1))
+        b = a + k
+        held.append(Record(f"{record.name}:{a + 1}-{b}", record.file, record.seq[a:b]))
+        train += [Record(f"{record.name}:{lo + 1}-{hi}", record.file, record.seq[lo:hi])
+                  for lo, hi in ((0, a), (b, n)) if hi > lo]
+    if not held and len(train) > 1:
+        chosen = set(rng.choice(len(train), size=max(1, int(len(train) * share)), replace=False).tolist())
+        held = [r for i, r in enumerate(train) if i in chosen]
+        train = [r for i, r in enumerate(train) if i not in chosen]
+    return Genomes(train), Genomes(held)
+
+
 def _as_arrays(genomes) -> list[np.ndarray]:
     if isinstance(genomes, Genomes):
         return genomes.arrays

@@ -33,14 +33,17 @@ from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM
 from mxdna_cli.train.data import (
     HELDOUT_SEQUENCES,
+    HELDOUT_SHARE,
     WindowSampler,
     find_fasta_files,
     fixed_validation_windows,
     load_genomes,
     mask_tokens,
     split_heldout,
+    split_heldout_share,
 )
 
+DEFAULT_HELDOUT = [list(item) if isinstance(item, tuple) else item for item in HELDOUT_SEQUENCES]
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.tsv"
 SETTINGS = "settings.json"
@@ -72,7 +75,7 @@ class PretrainSettings:
     device: str = "auto"
     log_every: int = 1
     init_from: str | None = None  # a model folder to start from (warm start; ignored when resuming)
-    heldout: list = field(default_factory=lambda: [list(item) if isinstance(item, tuple) else item for item in HELDOUT_SEQUENCES])
+    heldout: list = field(default_factory=lambda: list(DEFAULT_HELDOUT))
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -162,7 +165,16 @@ class Pretrainer:
 
         files = find_fasta_files(settings.inputs)
         heldout = [tuple(item) if isinstance(item, list) else item for item in settings.heldout]
-        train, held = split_heldout(load_genomes(files), heldout)
+        genomes = load_genomes(files)
+        train, held = split_heldout(genomes, heldout)
+        self.heldout_note = "named held-out sequences"
+        if len(held) == 0 and settings.heldout == DEFAULT_HELDOUT:
+            # a user's own data: the default held-out genomes are the project's, so hold out its own share
+            train, held = split_heldout_share(genomes, settings.window, settings.seed)
+            self.heldout_note = (f"a seeded {HELDOUT_SHARE:.0%} of the input ({sum(len(r) for r in held):,} nt "
+                                 f"in {len(held)} piece(s), seed {settings.seed})")
+            if len(held):
+                say(f"validation on {self.heldout_note}: none of the default held-out sequences is in the input")
         if train.total_length == 0:
             raise DataError("no training sequence left after holding out the validation sequences")
         self.train_genomes, self.heldout_genomes = train, held
@@ -198,7 +210,7 @@ class Pretrainer:
                 if settings.init_from:
                     self._warm_start(settings.init_from)
                 self._write_log_header()
-            (self.out / SETTINGS).write_text(json.dumps(asdict(settings), indent=2) + "\n")
+            (self.out / SETTINGS).write_text(json.dumps({**asdict(settings), "validation": self.heldout_note}, indent=2) + "\n")
         except BaseException:
             if created:  # never leave an empty or half-made run folder behind a failed start
                 shutil.rmtree(self.out, ignore_errors=True)
@@ -213,6 +225,7 @@ class Pretrainer:
     def _state(self) -> dict:
         return {
             "settings": asdict(self.settings),
+            "validation": self.heldout_note,
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -436,7 +449,8 @@ def export_checkpoint(run_dir: str | Path, folder: str | Path, *, half: bool = T
     model = MxDNAForMaskedLM(ModelConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"])
     this_stage = {"steps": state["step"], "nucleotides_seen": state["nucleotides"], "train_seconds": round(state["seconds"]),
-                  "settings": {k: v for k, v in state["settings"].items() if k not in ("out_dir",)}}
+                  "settings": {k: v for k, v in state["settings"].items() if k not in ("out_dir",)},
+                  "validation": state.get("validation", "named held-out sequences")}
     warm_start = state.get("warm_start")
     earlier = warm_start or {"steps": 0, "nucleotides_seen": 0, "train_seconds": 0, "stages": []}
     info = {**this_stage,
