@@ -804,7 +804,7 @@ def _heldout(items: list[str] | None) -> list | None:
 
 @app.command(
     epilog=_example(
-        "mxdna pretrain /work/shared/data/pretrain --out runs/small --preset small --steps 20000 "
+        "mxdna pretrain genomes/ --out runs/small --preset small --steps 20000 "
         "--plot runs/small/loss.png --export weights/my-model",
         "mxdna pretrain genome.fa --out runs/tiny --preset tiny --steps 200 --window 256",
     ),
@@ -961,9 +961,9 @@ class _TrainProgress:
 
 @app.command(
     epilog=_example(
-        "mxdna evaluate ../shared/data/pretrain/yeast --model mxdna-small",
+        "mxdna evaluate held_out.fa --model mxdna-small",
         "mxdna evaluate held_out.fa -m runs/export --window 510 --max-windows 512 --seed 1",
-        "mxdna evaluate data/promoter/arabidopsis_nontata/test.tsv -m promoter-arabidopsis",
+        "mxdna evaluate labelled_test.tsv -m promoter-arabidopsis",
         "mxdna evaluate promoter=tss.bed nonpromoter=random.bed --genome genome.fa -m my-classifier",
     ),
 )
@@ -1022,8 +1022,7 @@ def evaluate(
 
 @app.command(
     epilog=_example(
-        "mxdna finetune data/promoter/human_tata_genomic/train.tsv --valid data/promoter/human_tata_genomic/valid.tsv "
-        "--test data/promoter/human_tata_genomic/test.tsv -o weights/promoter-human",
+        "mxdna finetune train.tsv --valid valid.tsv --test test.tsv --pretrained mxdna-small -o my-promoter-model",
         "mxdna finetune promoter=prom.fa.gz nonpromoter=background.fa.gz -o my-classifier --epochs 5",
         "mxdna finetune promoter=tss.bed nonpromoter=random.bed --genome genome.fa -o my-classifier",
     )
