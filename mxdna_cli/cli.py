@@ -220,7 +220,7 @@ def _choices(name: str, values: Iterable[str]) -> Any:
 Strand = _choices("Strand", engine.STRANDS)
 Pool = _choices("Pool", engine.POOLINGS)
 Format = _choices("Format", engine.FORMATS)
-Dtype = _choices("Dtype", engine.DTYPES)
+Dtype = _choices("Dtype", engine.DTYPE_NAMES)
 OutDtype = _choices("OutDtype", engine.OUT_DTYPES)
 Preset = _choices("Preset", ("tiny", "small", "base"))
 Pooling = _choices("Pooling", ("decoder", "mean"))

@@ -16,77 +16,96 @@ prediction.py (`predict`), plan.py (`window_plan`, the windows verb: no model), 
 (`describe_models`, `environment`) and evaluation.py (`evaluate`). report.py holds the progress
 `Reporter` and the run `Summary` they all share.
 
+`defaults.py` holds the choices and defaults (torch-free). The names below are imported on first
+use (PEP 562), so that `mxdna --help` and the option parsing never import torch.
+
 The verb modules are not named like their functions (`embed`, `tokenize`, ...) so that
 `mxdna_cli.engine.embed` is always the function, never a module shadowed by it.
 """
 
-from mxdna_cli.device import pick_device
-from mxdna_cli.engine.embedding import OUT_DTYPES, POOLINGS, EmbedSettings, check_pool_strand, embed
-from mxdna_cli.engine.evaluation import CLASSIFIER_METRICS, EvaluateSettings, evaluate
-from mxdna_cli.engine.info import describe_models, environment
-from mxdna_cli.engine.inputs import STRANDS, Inputs, InputSpec, Target, strands_for
-from mxdna_cli.engine.loading import DTYPES, PROMOTER_LABEL, LoadedModel, load, load_classifier
-from mxdna_cli.engine.outputs import FORMATS, check_output, check_output_paths, check_suffix, output_format, run_meta
-from mxdna_cli.engine.plan import window_plan
-from mxdna_cli.engine.prediction import DEFAULT_TRACK_STEP, PredictSettings, check_track, predict
-from mxdna_cli.engine.report import Reporter, Summary
-from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner, WindowOutput, resolve_layer
-from mxdna_cli.engine.stitch import DEFAULT_WINDOW, Piece, UnitStitcher, choose_cut, resolve_stride
-from mxdna_cli.engine.tokenization import (
-    DEFAULT_MIN_WEIGHT,
-    TokenizeSettings,
-    check_one_strand,
-    token_footprints,
-    tokenize,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_BATCH_TOKENS",
-    "DEFAULT_MIN_WEIGHT",
-    "DEFAULT_TRACK_STEP",
-    "DEFAULT_WINDOW",
-    "DTYPES",
-    "FORMATS",
-    "OUT_DTYPES",
-    "POOLINGS",
-    "PROMOTER_LABEL",
-    "STRANDS",
-    "EmbedSettings",
-    "CLASSIFIER_METRICS",
-    "EvaluateSettings",
-    "InputSpec",
-    "Inputs",
-    "LoadedModel",
-    "Piece",
-    "PredictSettings",
-    "Reporter",
-    "Runner",
-    "Summary",
-    "Target",
-    "TokenizeSettings",
-    "UnitStitcher",
-    "WindowOutput",
-    "check_one_strand",
-    "check_output",
-    "check_output_paths",
-    "check_suffix",
-    "check_pool_strand",
-    "check_track",
-    "choose_cut",
-    "describe_models",
-    "embed",
-    "environment",
-    "evaluate",
-    "load",
-    "load_classifier",
-    "output_format",
-    "pick_device",
-    "predict",
-    "resolve_layer",
-    "resolve_stride",
-    "run_meta",
-    "strands_for",
-    "token_footprints",
-    "tokenize",
-    "window_plan",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    # mxdna_cli.engine.defaults
+    "DEFAULT_BATCH_TOKENS": "mxdna_cli.engine.defaults",
+    "DEFAULT_MIN_WEIGHT": "mxdna_cli.engine.defaults",
+    "DEFAULT_TRACK_STEP": "mxdna_cli.engine.defaults",
+    "DEFAULT_WINDOW": "mxdna_cli.engine.defaults",
+    "DTYPE_NAMES": "mxdna_cli.engine.defaults",
+    "FORMATS": "mxdna_cli.engine.defaults",
+    "OUT_DTYPES": "mxdna_cli.engine.defaults",
+    "POOLINGS": "mxdna_cli.engine.defaults",
+    "PROMOTER_LABEL": "mxdna_cli.engine.defaults",
+    "STRANDS": "mxdna_cli.engine.defaults",
+    # mxdna_cli.engine.embedding
+    "EmbedSettings": "mxdna_cli.engine.embedding",
+    "check_pool_strand": "mxdna_cli.engine.embedding",
+    "embed": "mxdna_cli.engine.embedding",
+    # mxdna_cli.engine.evaluation
+    "CLASSIFIER_METRICS": "mxdna_cli.engine.evaluation",
+    "EvaluateSettings": "mxdna_cli.engine.evaluation",
+    "evaluate": "mxdna_cli.engine.evaluation",
+    # mxdna_cli.engine.info
+    "describe_models": "mxdna_cli.engine.info",
+    "environment": "mxdna_cli.engine.info",
+    # mxdna_cli.engine.inputs
+    "InputSpec": "mxdna_cli.engine.inputs",
+    "Inputs": "mxdna_cli.engine.inputs",
+    "Target": "mxdna_cli.engine.inputs",
+    "strands_for": "mxdna_cli.engine.inputs",
+    # mxdna_cli.engine.loading
+    "DTYPES": "mxdna_cli.engine.loading",
+    "LoadedModel": "mxdna_cli.engine.loading",
+    "load": "mxdna_cli.engine.loading",
+    "load_classifier": "mxdna_cli.engine.loading",
+    # mxdna_cli.device
+    "pick_device": "mxdna_cli.device",
+    # mxdna_cli.engine.outputs
+    "check_output": "mxdna_cli.engine.outputs",
+    "check_output_paths": "mxdna_cli.engine.outputs",
+    "check_suffix": "mxdna_cli.engine.outputs",
+    "output_format": "mxdna_cli.engine.outputs",
+    "run_meta": "mxdna_cli.engine.outputs",
+    # mxdna_cli.engine.plan
+    "window_plan": "mxdna_cli.engine.plan",
+    # mxdna_cli.engine.prediction
+    "PredictSettings": "mxdna_cli.engine.prediction",
+    "check_track": "mxdna_cli.engine.prediction",
+    "predict": "mxdna_cli.engine.prediction",
+    # mxdna_cli.engine.report
+    "Reporter": "mxdna_cli.engine.report",
+    "Summary": "mxdna_cli.engine.report",
+    # mxdna_cli.engine.runner
+    "Runner": "mxdna_cli.engine.runner",
+    "WindowOutput": "mxdna_cli.engine.runner",
+    "resolve_layer": "mxdna_cli.engine.runner",
+    # mxdna_cli.engine.stitch
+    "Piece": "mxdna_cli.engine.stitch",
+    "UnitStitcher": "mxdna_cli.engine.stitch",
+    "choose_cut": "mxdna_cli.engine.stitch",
+    "resolve_stride": "mxdna_cli.engine.stitch",
+    # mxdna_cli.engine.tokenization
+    "TokenizeSettings": "mxdna_cli.engine.tokenization",
+    "check_one_strand": "mxdna_cli.engine.tokenization",
+    "token_footprints": "mxdna_cli.engine.tokenization",
+    "tokenize": "mxdna_cli.engine.tokenization",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (module-level __getattr__, PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mxdna_cli.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -11,18 +11,33 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from mxdna_cli.engine.defaults import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_WINDOW,
+    OUT_DTYPES,
+    POOLINGS,
+)
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.journal import Journal, reopen_for_append
 from mxdna_cli.engine.loading import LoadedModel
-from mxdna_cli.engine.outputs import check_output, output_format, run_fingerprint, run_meta
+from mxdna_cli.engine.outputs import (
+    check_output,
+    output_format,
+    run_fingerprint,
+    run_meta,
+)
 from mxdna_cli.engine.report import Reporter, Summary, timed
-from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner, resolve_layer
-from mxdna_cli.engine.stitch import DEFAULT_WINDOW, Piece, WindowTask, drive, resolve_stride, window_tasks
+from mxdna_cli.engine.runner import Runner, resolve_layer
+from mxdna_cli.engine.stitch import (
+    Piece,
+    WindowTask,
+    drive,
+    resolve_stride,
+    window_tasks,
+)
 from mxdna_cli.errors import UsageError
 from mxdna_cli.io.writers import NpyWriter, TsvWriter
 
-POOLINGS = ("mean", "max", "cls", "none")
-OUT_DTYPES = ("float32", "float16")
 INDEX_COLUMNS = ("name", "chrom", "start", "end", "strand", "n_fraction", "soft_masked_fraction")
 TOKEN_COLUMNS = ("record", "chrom", "centre", "unit_start", "unit_end", "strand")
 RECORD_COLUMNS = INDEX_COLUMNS + ("first_row", "n_tokens")

@@ -31,7 +31,11 @@ def evaluate(paths: Sequence[str], loaded: LoadedModel, settings: EvaluateSettin
     model), or accuracy, F1, MCC, AUROC and AUPRC on labelled sequences (a classifier)."""
     if loaded.info.task == "classification":
         return evaluate_classifier_on(paths, loaded, settings)
-    from mxdna_cli.train.data import find_fasta_files, fixed_validation_windows, load_genomes
+    from mxdna_cli.train.data import (
+        find_fasta_files,
+        fixed_validation_windows,
+        load_genomes,
+    )
     from mxdna_cli.train.pretrain import evaluate_masked_lm
 
     s = settings

@@ -18,12 +18,17 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from mxdna_cli import sequence as dna
+from mxdna_cli.engine.defaults import STRANDS
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.bed import parse_region, read_bed
 from mxdna_cli.io.faidx import IndexedFasta
-from mxdna_cli.io.fasta import STDIN, Region, check_input_file, is_stream, iter_fasta_records
-
-STRANDS = ("forward", "reverse", "both")
+from mxdna_cli.io.fasta import (
+    STDIN,
+    Region,
+    check_input_file,
+    is_stream,
+    iter_fasta_records,
+)
 
 
 def _flip(strand: str) -> str:

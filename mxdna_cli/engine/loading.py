@@ -13,11 +13,11 @@ import torch
 
 from mxdna_cli import weights as model_files
 from mxdna_cli.device import pick_device
+from mxdna_cli.engine.defaults import PROMOTER_LABEL
 from mxdna_cli.engine.report import Reporter
 from mxdna_cli.errors import DataError, UsageError
 
 DTYPES: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-PROMOTER_LABEL = "promoter"
 DEFAULT_PROMOTER_MODEL = "promoter-arabidopsis"
 NO_CLASSIFIER = "no promoter classifier is bundled yet; train one with `mxdna finetune` or pass --model"
 

@@ -8,15 +8,17 @@ import datetime
 import os
 import shlex
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mxdna_cli import __version__
-from mxdna_cli.engine.inputs import Inputs
-from mxdna_cli.engine.loading import LoadedModel
+from mxdna_cli.engine.defaults import FORMATS
 from mxdna_cli.errors import UsageError
 from mxdna_cli.io.writers import STDOUT, output_folder
 
-FORMATS = ("npy", "tsv")
+if TYPE_CHECKING:  # annotations only: the CLI's early checks must not import torch
+    from mxdna_cli.engine.inputs import Inputs
+    from mxdna_cli.engine.loading import LoadedModel
+
 
 
 # Provenance that differs between two runs of the same work (not part of a run's identity).

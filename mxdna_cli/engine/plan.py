@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from mxdna_cli.engine.defaults import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW
 from mxdna_cli.engine.inputs import Inputs
 from mxdna_cli.engine.outputs import check_output, run_meta
 from mxdna_cli.engine.report import Summary
-from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, batch_groups
-from mxdna_cli.engine.stitch import DEFAULT_WINDOW, resolve_stride
+from mxdna_cli.engine.runner import batch_groups
+from mxdna_cli.engine.stitch import resolve_stride
 from mxdna_cli.errors import UsageError
 from mxdna_cli.io.writers import TsvWriter
 from mxdna_cli.windows import plan_windows

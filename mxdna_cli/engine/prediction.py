@@ -12,17 +12,27 @@ from typing import Iterator
 import numpy as np
 
 from mxdna_cli import sequence as dna
+from mxdna_cli.engine.defaults import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_TRACK_STEP,
+    PROMOTER_LABEL,
+)
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.journal import Journal, reopen_for_append
-from mxdna_cli.engine.loading import PROMOTER_LABEL, LoadedModel
+from mxdna_cli.engine.loading import LoadedModel
 from mxdna_cli.engine.outputs import check_output, run_fingerprint, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, check_target, timed
-from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner
+from mxdna_cli.engine.runner import Runner
 from mxdna_cli.errors import DataError, UsageError
-from mxdna_cli.io.writers import STDOUT, BigWigWriter, TsvWriter, atomic_output, metadata_header_lines
+from mxdna_cli.io.writers import (
+    STDOUT,
+    BigWigWriter,
+    TsvWriter,
+    atomic_output,
+    metadata_header_lines,
+)
 
 DEFAULT_TRACK_WINDOW = 300
-DEFAULT_TRACK_STEP = 50
 MAX_WHOLE_LENGTH_FACTOR = 16  # a record longer than this x window must be scanned (--track)
 SHORT_FACTOR = 0.5  # a record shorter than this x the training length gets a warning
 MAX_TRACK_N_FRACTION = 0.5  # scan windows with more N than this (assembly gaps) get no value

@@ -16,13 +16,13 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from mxdna_cli.engine.defaults import DEFAULT_BATCH_TOKENS
 from mxdna_cli.engine.loading import LoadedModel
 from mxdna_cli.engine.report import Reporter
 from mxdna_cli.errors import UsageError
 from mxdna_cli.model.mxdna import pad_batch
 from mxdna_cli.model.selection import unit_spans
 
-DEFAULT_BATCH_TOKENS = 16384
 CHUNK_BATCHES = 8  # windows gathered (in batches' worth of tokens) before sorting them by length
 
 

@@ -26,8 +26,6 @@ from mxdna_cli.engine.runner import Runner, WindowOutput
 from mxdna_cli.errors import UsageError
 from mxdna_cli.windows import Window, plan_windows
 
-DEFAULT_WINDOW = 1024
-
 
 def resolve_stride(window: int, stride: int | None) -> int:
     """The start-to-start distance of windows: `stride` checked against the window, or 3/4 of it."""

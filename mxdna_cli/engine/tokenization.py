@@ -9,17 +9,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mxdna_cli.engine.defaults import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_MIN_WEIGHT,
+    DEFAULT_WINDOW,
+)
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.journal import Journal
 from mxdna_cli.engine.loading import LoadedModel
 from mxdna_cli.engine.outputs import check_output, run_fingerprint, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, timed
-from mxdna_cli.engine.runner import DEFAULT_BATCH_TOKENS, Runner
-from mxdna_cli.engine.stitch import DEFAULT_WINDOW, Piece, WindowTask, drive, resolve_stride, window_tasks
+from mxdna_cli.engine.runner import Runner
+from mxdna_cli.engine.stitch import (
+    Piece,
+    WindowTask,
+    drive,
+    resolve_stride,
+    window_tasks,
+)
 from mxdna_cli.errors import UsageError
-from mxdna_cli.io.writers import STDOUT, Bed6Writer, Bed12Writer, TsvWriter, atomic_output
-
-DEFAULT_MIN_WEIGHT = 0.05
+from mxdna_cli.io.writers import (
+    STDOUT,
+    Bed6Writer,
+    Bed12Writer,
+    TsvWriter,
+    atomic_output,
+)
 
 
 @dataclass
