@@ -1,0 +1,50 @@
+"""Peak resident memory of a promoter track scan, in process, with the heap trimmed per chunk
+(the old behaviour) or per batch (the runner's behaviour): the allocator's share of the peak.
+
+Run: python benchmarks/track_memory.py --trim batch|chunk --size 300000 [--threads 2]
+     (one size per process: the peak of a process only grows; compare sizes side by side)
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+import mxdna_cli.engine.runner as runner
+from mxdna_cli import engine
+from mxdna_cli.engine.prediction import PredictSettings
+
+GENOME = Path(__file__).resolve().parents[1] / "data/bench/tair10_chr1.fa.gz"  # made by genome_scale.py
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trim", choices=["batch", "chunk"], default="batch")
+    parser.add_argument("--size", type=int, default=300_000)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.trim == "chunk":  # trim once per chunk of windows instead of after every batch
+        trim = runner.release_freed_memory
+        runner.release_freed_memory = lambda: None
+        run_chunk = runner.Runner._run_chunk
+
+        def chunked(self, chunk, forward):
+            yield from run_chunk(self, chunk, forward)
+            trim()
+
+        runner.Runner._run_chunk = chunked
+    loaded, index = engine.load_classifier("promoter-arabidopsis", label="promoter")
+    started = time.perf_counter()
+    with engine.Inputs(engine.InputSpec(str(GENOME), regions=[f"NC_003070.9:1-{args.size}"])) as inputs:
+        engine.predict(inputs, loaded, index, PredictSettings(track="/dev/shm/track_memory.bw", step=250))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"trim per {args.trim}, {args.size:,} nt: peak RSS {peak:,.0f} MiB, {time.perf_counter() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
