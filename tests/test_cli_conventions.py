@@ -216,3 +216,17 @@ def test_pretrain_on_a_users_own_genome_validates_on_a_seeded_share_of_it(tmp_pa
     assert "seeded 2%" in json.loads((out / "settings.json").read_text())["validation"]
     log = [line.split("\t") for line in (out / "log.tsv").read_text().splitlines()[1:]]
     assert any(row[1] == "validation" and row[5] not in ("", "nan") for row in log)
+
+
+def test_embed_index_keeps_the_bed_strand_whatever_strands_are_read(tmp_path):
+    bed = tmp_path / "r.bed"
+    bed.write_text("CHROMOSOME_I\t10\t400\tminus\t0\t-\nCHROMOSOME_I\t10\t400\tplus\t0\t+\n")
+    for strand in ("forward", "both"):
+        out = tmp_path / f"{strand}.npy"
+        result = run("embed", MINI, "--bed", bed, "-r", "NC_004353.4:1-300", "--strand", strand, "-o", out,
+                     "-m", SMALL, "-q")
+        assert result.exit_code == 0, result.stderr
+        rows = [line.split("\t") for line in body((tmp_path / f"{strand}.index.tsv").read_text())[1:]]
+        strands = {row[0]: row[4] for row in rows}
+        region_strand = "+" if strand == "forward" else "."  # a --region has no strand of its own
+        assert strands == {"NC_004353.4:1-300": region_strand, "minus": "-", "plus": "+"}, strand

@@ -59,6 +59,7 @@ class Target:
     soft_masked_fraction: float = 0.0  # share of lower-case bases, set with the sequence
     source: str = ""  # the input it comes from (its path, or 'stdin'), for messages
     kind: str = "record"  # 'record' (a whole FASTA record) or 'region' (--region, --bed)
+    from_bed: bool = False  # a BED line: its strand column is the row's strand
 
     def attach(self, sequence: str) -> "Target":
         self.sequence = sequence
@@ -84,8 +85,11 @@ class Target:
 
     @property
     def strand_label(self) -> str:
-        """'+' or '-', or '.' when both strands were read (and averaged)."""
-        return self.strands[0] if len(self.strands) == 1 else "."
+        """The strand of an output row: the one the model read; with both read (and averaged), a BED
+        line's own strand, else '.'."""
+        if len(self.strands) == 1:
+            return self.strands[0]
+        return self.region.strand if self.from_bed else "."
 
     @property
     def where(self) -> str:
@@ -206,7 +210,8 @@ class Inputs:
         name = region.name if region.name else region.label
         target = Target(index, name, region, strands_for(region.strand, self.spec.strand),
                         source="stdin" if self.path == STDIN else self.path,
-                        kind="region" if self.regions_mode else "record")
+                        kind="region" if self.regions_mode else "record",
+                        from_bed=index >= len(self.spec.regions) and self.spec.bed is not None)
         return target.attach(sequence) if sequence is not None else target
 
     def materialize(self) -> None:
