@@ -246,3 +246,14 @@ def test_pooled_npy_from_stdin_equals_the_file_run(tmp_path, models):
     stdin_index = (tmp_path / "stdin.index.tsv").read_text().splitlines()
     assert [l for l in file_index if not l.startswith("#")] == [l for l in stdin_index if not l.startswith("#")]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("verb", [["embed", "-o", "{out}/e.npy"], ["tokenize", "--export-bed", "{out}/u.bed"]])
+def test_a_stream_with_no_record_fails_before_anything_is_created_in_the_output_folder(tmp_path, models, verb):
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "empty.fa").write_text("")
+    before = out.stat().st_mtime_ns  # a temporary file made and removed would change it
+    args = [verb[0], tmp_path / "empty.fa", *[a.format(out=out) for a in verb[1:]], "-m", models.mlm]
+    line = fails_cleanly(out, 1, *args)
+    assert "no FASTA records" in line and out.stat().st_mtime_ns == before

@@ -113,6 +113,7 @@ def embed(inputs: Inputs, loaded: LoadedModel, settings: EmbedSettings, reporter
         "embed", loaded, inputs, window=s.window, stride=stride, pooling=s.pool, strand=inputs.spec.strand,
         layer=layer_shown, dtype_out=s.dtype_out if fmt == "npy" else None, batch_tokens=s.batch_tokens,
     )
+    inputs.peek()  # a stream that is not FASTA fails before any output exists
     runner = Runner(loaded, batch_tokens=s.batch_tokens, layer=layer_index, states=True, reporter=reporter)
     journal = Journal([s.output], run_fingerprint(meta, inputs, output=s.output, format=fmt),
                       resume=s.resume, warn=reporter.warn)

@@ -11,6 +11,7 @@ genome coordinates only when written: model [a, b) is genome [start + a, start +
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -163,6 +164,7 @@ class Inputs:
         self._fasta: IndexedFasta | None = None
         self._records: list[Target] | None = None
         self._regions: list[Region] | None = None
+        self._opened: Iterator[Target] | None = None  # a stream whose first record peek() has read
         if spec.regions or spec.bed is not None:
             self._fasta = IndexedFasta(spec.path)
             # samtools style: a whole contig, chr:from to its end, or chr:from-to (contig names first)
@@ -219,6 +221,15 @@ class Inputs:
         if self._regions is None and self._records is None:
             self._records = list(self._stream())
 
+    def peek(self) -> None:
+        """Read the first record of a streamed input now, so that an input that is not FASTA (or has
+        no record) fails before any output is created; targets() then starts with it."""
+        if self._regions is not None or self._records is not None or self._opened is not None:
+            return
+        stream = self._stream()
+        first = next(stream)  # iter_fasta_records raises DataError on an input with no record
+        self._opened = itertools.chain([first], stream)
+
     def _stream(self) -> Iterator[Target]:
         for index, record in enumerate(iter_fasta_records(self.path)):
             region = Region(record.name, 0, len(record.sequence), name=record.name)
@@ -270,7 +281,11 @@ class Inputs:
             yield from (order if order is not None else self._records)
             return
         if self._regions is None:
-            yield from self._stream()
+            if self._opened is not None:  # peek() read the first record already
+                stream, self._opened = self._opened, None
+                yield from stream
+            else:
+                yield from self._stream()
             return
         assert self._fasta is not None
         for target in order if order is not None else self.plan():

@@ -160,6 +160,7 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
     check_output(s.track, allow_stdout=False, what="bigWig")
     if not 1 <= s.step <= window:
         raise UsageError(f"--step {s.step}: must be between 1 and the window ({window})")
+    inputs.peek()  # a stream that is not FASTA fails before any output exists
     if inputs.known:  # regions or an indexed FASTA: scan in genome order, refuse overlaps up front
         order_rank = inputs.contig_order()
         plan = sorted(inputs.plan(), key=lambda t: (order_rank[t.chrom], t.start, t.end))

@@ -137,6 +137,7 @@ def tokenize(inputs: Inputs, loaded: LoadedModel, settings: TokenizeSettings, re
                  "score": "round(1000 x gate probability)"}
     token_meta = {**meta, "min_weight": s.min_weight, "name": "token index within its record",
                   "score": "min(1000, round(1000 x largest sampling weight))"}
+    inputs.peek()  # a stream that is not FASTA fails before any output exists
     runner = Runner(loaded, batch_tokens=s.batch_tokens, sampling=s.tokens is not None, reporter=reporter)
     fingerprint = run_fingerprint(meta, inputs, outputs=[s.units, s.tokens, s.summary, s.plot], min_weight=s.min_weight)
     journal = Journal(outputs, fingerprint, resume=s.resume, warn=reporter.warn)
