@@ -254,6 +254,6 @@ def test_a_stream_with_no_record_fails_before_anything_is_created_in_the_output_
     out.mkdir()
     (tmp_path / "empty.fa").write_text("")
     before = out.stat().st_mtime_ns  # a temporary file made and removed would change it
-    args = [verb[0], tmp_path / "empty.fa", *[a.format(out=out) for a in verb[1:]], "-m", models.mlm]
+    args = [verb[0], tmp_path / "empty.fa", *[a.format(out=out) for a in verb[1:]], "-m", models.mlm, "-q"]
     line = fails_cleanly(out, 1, *args)
     assert "no FASTA records" in line and out.stat().st_mtime_ns == before
