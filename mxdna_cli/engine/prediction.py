@@ -214,11 +214,7 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
         try:
             def work() -> None:
                 pending: list[float] = state["pending"]
-                done, checkpoint = journal.tasks_done, None
-                if journal.enabled:
-                    checkpoint = lambda count: journal.checkpoint(count, state)  # noqa: E731
-                for task, probs in runner.run(journal.skip(tasks()), runner.classify, done=done,
-                                              checkpoint=checkpoint):
+                for task, probs in journal.run(runner, tasks(), runner.classify, state):
                     if task.target.index != state["current"]:
                         state["current"] = task.target.index
                         summary.count(task.target)

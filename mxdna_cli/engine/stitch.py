@@ -173,11 +173,8 @@ def drive(
     and the tasks the journal has done are skipped.
     """
     state = {} if state is None else state
-    done, checkpoint = 0, None
-    if journal is not None and journal.enabled:
-        tasks, done = journal.skip(tasks), journal.tasks_done
-        checkpoint = lambda count: journal.checkpoint(count, state)  # noqa: E731
-    for task, output in runner.run(tasks, runner.backbone, done=done, checkpoint=checkpoint):
+    results = runner.run(tasks, runner.backbone) if journal is None else journal.run(runner, tasks, runner.backbone, state)
+    for task, output in results:
         if task.window_index == 0:
             state["stitcher"] = UnitStitcher(task.target.length)
         stitcher = state["stitcher"]
