@@ -235,17 +235,17 @@ def test_units_and_states_do_not_depend_on_batch_company(tiny):
 # --------------------------------------------------------------------------- choosing a classifier
 
 
-def test_predict_promoter_prefers_the_genome_scan_classifier_among_bundled_ones(tmp_path, monkeypatch):
-    from mxdna_cli.engine.loading import DEFAULT_PROMOTER_MODEL, find_classifier
+def test_predict_promoter_prefers_the_classifier_whose_card_names_it_the_default(tmp_path, monkeypatch):
+    from mxdna_cli.runtime import DEFAULT_FOR, find_classifier
     from mxdna_cli.model.mxdna import MxDNAForSequenceClassification
 
     torch.manual_seed(0)
     classifier = MxDNAForSequenceClassification(ModelConfig.preset("tiny"), num_labels=2)
     labels = {"labels": ["nonpromoter", "promoter"]}
-    for name in ("a-promoter-first-by-name", DEFAULT_PROMOTER_MODEL, "z-other"):
-        save_model(classifier, tmp_path / name, extra=labels)
+    for name in ("a-promoter-first-by-name", "m-default", "z-other"):
+        save_model(classifier, tmp_path / name, extra={**labels, DEFAULT_FOR: ["promoter"]} if name == "m-default" else labels)
     monkeypatch.setenv("MXDNA_WEIGHTS", str(tmp_path))
-    assert find_classifier(None, "promoter").name == DEFAULT_PROMOTER_MODEL
+    assert find_classifier(None, "promoter").name == "m-default"
     # another label falls back to the first bundled classifier that has it
     assert find_classifier(None, "nonpromoter").name == "a-promoter-first-by-name"
     assert find_classifier(str(tmp_path / "z-other"), "promoter").name == "z-other"

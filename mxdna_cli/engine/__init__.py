@@ -29,17 +29,17 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    # mxdna_cli.engine.defaults
-    "DEFAULT_BATCH_TOKENS": "mxdna_cli.engine.defaults",
-    "DEFAULT_MIN_WEIGHT": "mxdna_cli.engine.defaults",
-    "DEFAULT_TRACK_STEP": "mxdna_cli.engine.defaults",
-    "DEFAULT_WINDOW": "mxdna_cli.engine.defaults",
-    "DTYPE_NAMES": "mxdna_cli.engine.defaults",
-    "FORMATS": "mxdna_cli.engine.defaults",
-    "OUT_DTYPES": "mxdna_cli.engine.defaults",
-    "POOLINGS": "mxdna_cli.engine.defaults",
-    "PROMOTER_LABEL": "mxdna_cli.engine.defaults",
-    "STRANDS": "mxdna_cli.engine.defaults",
+    # mxdna_cli.defaults
+    "DEFAULT_BATCH_TOKENS": "mxdna_cli.defaults",
+    "DEFAULT_MIN_WEIGHT": "mxdna_cli.defaults",
+    "DEFAULT_TRACK_STEP": "mxdna_cli.defaults",
+    "DEFAULT_WINDOW": "mxdna_cli.defaults",
+    "DTYPE_NAMES": "mxdna_cli.defaults",
+    "FORMATS": "mxdna_cli.defaults",
+    "OUT_DTYPES": "mxdna_cli.defaults",
+    "POOLINGS": "mxdna_cli.defaults",
+    "PROMOTER_LABEL": "mxdna_cli.defaults",
+    "STRANDS": "mxdna_cli.defaults",
     # mxdna_cli.engine.embedding
     "EmbedSettings": "mxdna_cli.engine.embedding",
     "check_pool_strand": "mxdna_cli.engine.embedding",
@@ -56,13 +56,13 @@ _EXPORTS = {
     "Inputs": "mxdna_cli.engine.inputs",
     "Target": "mxdna_cli.engine.inputs",
     "strands_for": "mxdna_cli.engine.inputs",
-    # mxdna_cli.engine.loading
-    "DTYPES": "mxdna_cli.engine.loading",
-    "LoadedModel": "mxdna_cli.engine.loading",
-    "load": "mxdna_cli.engine.loading",
-    "load_classifier": "mxdna_cli.engine.loading",
-    # mxdna_cli.device
-    "pick_device": "mxdna_cli.device",
+    # mxdna_cli.runtime
+    "DTYPES": "mxdna_cli.runtime",
+    "LoadedModel": "mxdna_cli.runtime",
+    "load": "mxdna_cli.runtime",
+    "load_classifier": "mxdna_cli.runtime",
+    # mxdna_cli.runtime
+    "pick_device": "mxdna_cli.runtime",
     # mxdna_cli.engine.outputs
     "check_output": "mxdna_cli.engine.outputs",
     "check_output_paths": "mxdna_cli.engine.outputs",

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from mxdna_cli.engine.defaults import (
+from mxdna_cli.defaults import (
     DEFAULT_BATCH_TOKENS,
     DEFAULT_WINDOW,
     OUT_DTYPES,
@@ -19,7 +19,7 @@ from mxdna_cli.engine.defaults import (
 )
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.journal import Journal, reopen_for_append
-from mxdna_cli.engine.loading import LoadedModel
+from mxdna_cli.runtime import LoadedModel
 from mxdna_cli.engine.outputs import (
     check_output,
     output_format,

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mxdna_cli.engine.loading import LoadedModel
+from mxdna_cli.runtime import LoadedModel
 from mxdna_cli.errors import DataError, UsageError
 
 

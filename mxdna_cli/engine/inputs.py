@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from mxdna_cli import sequence as dna
-from mxdna_cli.engine.defaults import STRANDS
+from mxdna_cli.defaults import STRANDS
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.bed import parse_region, read_bed
 from mxdna_cli.io.faidx import IndexedFasta

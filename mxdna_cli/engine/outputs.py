@@ -11,13 +11,13 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from mxdna_cli import __version__
-from mxdna_cli.engine.defaults import FORMATS
+from mxdna_cli.defaults import FORMATS
 from mxdna_cli.errors import UsageError
 from mxdna_cli.io.writers import STDOUT, output_folder
 
 if TYPE_CHECKING:  # annotations only: the CLI's early checks must not import torch
     from mxdna_cli.engine.inputs import Inputs
-    from mxdna_cli.engine.loading import LoadedModel
+    from mxdna_cli.runtime import LoadedModel
 
 
 

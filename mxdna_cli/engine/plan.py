@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mxdna_cli.engine.defaults import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW
+from mxdna_cli.defaults import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW
 from mxdna_cli.engine.inputs import Inputs
 from mxdna_cli.engine.outputs import check_output, run_meta
 from mxdna_cli.engine.report import Summary

@@ -12,14 +12,14 @@ from typing import Iterator
 import numpy as np
 
 from mxdna_cli import sequence as dna
-from mxdna_cli.engine.defaults import (
+from mxdna_cli.defaults import (
     DEFAULT_BATCH_TOKENS,
     DEFAULT_TRACK_STEP,
     PROMOTER_LABEL,
 )
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.journal import Journal, reopen_for_append
-from mxdna_cli.engine.loading import LoadedModel
+from mxdna_cli.runtime import LoadedModel
 from mxdna_cli.engine.outputs import check_output, run_fingerprint, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, check_target, timed
 from mxdna_cli.engine.runner import Runner

@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from mxdna_cli.engine.defaults import DEFAULT_BATCH_TOKENS
-from mxdna_cli.engine.loading import LoadedModel
+from mxdna_cli.defaults import DEFAULT_BATCH_TOKENS
+from mxdna_cli.runtime import LoadedModel
 from mxdna_cli.engine.report import Reporter
 from mxdna_cli.errors import UsageError
 from mxdna_cli.model.mxdna import pad_batch

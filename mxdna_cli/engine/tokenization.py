@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mxdna_cli.engine.defaults import (
+from mxdna_cli.defaults import (
     DEFAULT_BATCH_TOKENS,
     DEFAULT_MIN_WEIGHT,
     DEFAULT_WINDOW,
 )
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.journal import Journal
-from mxdna_cli.engine.loading import LoadedModel
+from mxdna_cli.runtime import LoadedModel
 from mxdna_cli.engine.outputs import check_output, run_fingerprint, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, timed
 from mxdna_cli.engine.runner import Runner

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from mxdna_cli import sequence as vocab
-from mxdna_cli.device import pick_device
+from mxdna_cli.runtime import pick_device
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.bed import is_skipped, read_bed
 from mxdna_cli.io.faidx import IndexedFasta

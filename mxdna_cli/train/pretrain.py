@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from mxdna_cli import sequence as vocab
-from mxdna_cli.device import pick_device
+from mxdna_cli.runtime import pick_device
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM

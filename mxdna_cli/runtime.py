@@ -1,5 +1,7 @@
-"""A model ready to run: resolve a model folder (or the classifier for a label), load it on the
-chosen device with its compute precision and CPU threads."""
+"""Where and how a model runs: the device a `--device` choice names, CPU threads, the compute
+precision (autocast), and a model folder (or the classifier for a label) loaded into a `LoadedModel`.
+
+Below the engine and the trainers, which both use it; it imports neither."""
 
 from __future__ import annotations
 
@@ -7,19 +9,39 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from mxdna_cli import weights as model_files
-from mxdna_cli.device import pick_device
-from mxdna_cli.engine.defaults import PROMOTER_LABEL
-from mxdna_cli.engine.report import Reporter
+from mxdna_cli.defaults import PROMOTER_LABEL
 from mxdna_cli.errors import DataError, UsageError
 
+class Warns(Protocol):
+    """Anything with a `warn(message)`: the engine's `Reporter`, the CLI's stderr reporter."""
+
+    def warn(self, message: str) -> None: ...
+
+
 DTYPES: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEFAULT_PROMOTER_MODEL = "promoter-arabidopsis"
+DEFAULT_FOR = "default_for"  # card field: the labels for which a bundled classifier is the default
 NO_CLASSIFIER = "no promoter classifier is bundled yet; train one with `mxdna finetune` or pass --model"
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` (CUDA when there is one), `cpu`, `cuda` or `cuda:N`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: no CUDA device is available (use --device cpu)")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) found")
+        return device
+    raise UsageError(f"--device {name}: use auto, cpu, cuda or cuda:N")
 
 
 def autocast_dtype(name: str, device: torch.device) -> torch.dtype | None:
@@ -90,7 +112,7 @@ def load(
     device: str = "auto",
     dtype: str = "float32",
     threads: int | None = None,
-    reporter: Reporter | None = None,
+    reporter: Warns | None = None,
 ) -> LoadedModel:
     """Resolve (`weights.resolve_model`: path, bundled name, $MXDNA_WEIGHTS, default) and load a model."""
     set_threads(threads)
@@ -117,8 +139,8 @@ def find_classifier(name_or_path: str | None, label: str) -> Path:
         if model_files.read_info(env).task == "classification":
             return Path(env)
     bundled = [info for info in model_files.list_bundled() if info.task == "classification" and label in info.labels]
-    # the genome-scan model first: it was trained against random genomic DNA, not curated negatives
-    preferred = [info for info in bundled if info.path.name == DEFAULT_PROMOTER_MODEL and label == PROMOTER_LABEL]
+    # the one whose card names it the default for this label first (for promoter: the genome-scan model)
+    preferred = [info for info in bundled if label in info.extra.get(DEFAULT_FOR, [])]
     if preferred or bundled:
         return (preferred or bundled)[0].path
     raise DataError(NO_CLASSIFIER)
@@ -126,7 +148,7 @@ def find_classifier(name_or_path: str | None, label: str) -> Path:
 
 def load_classifier(
     name_or_path: str | None, *, label: str = PROMOTER_LABEL, device: str = "auto", dtype: str = "float32",
-    threads: int | None = None, reporter: Reporter | None = None,
+    threads: int | None = None, reporter: Warns | None = None,
 ) -> tuple[LoadedModel, int]:
     """A classification model and the index of `label` among its classes."""
     folder = find_classifier(name_or_path, label)
