@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.genome.exists():
         bgzip_genome(args.genome)
-    mxdna = [sys.executable, "-m", "mxdna_cli.cli"] if not shutil.which("mxdna") else ["mxdna"]
+    mxdna = [sys.executable, "-m", "mxdna_cli"] if not shutil.which("mxdna") else ["mxdna"]
     print("| verb | region | nt | wall s | nt/s | peak RSS MiB |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as out:

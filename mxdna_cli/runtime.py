@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import torch
 
+from mxdna_cli import distributed
 from mxdna_cli import weights as model_files
 from mxdna_cli.defaults import PROMOTER_LABEL
 from mxdna_cli.errors import DataError, UsageError
@@ -117,6 +118,9 @@ def load(
     """Resolve (`weights.resolve_model`: path, bundled name, $MXDNA_WEIGHTS, default) and load a model."""
     set_threads(threads)
     torch_device = pick_device(device)
+    place = distributed.world()
+    if place.distributed and torch_device.type == "cuda" and device in ("auto", "cuda"):
+        torch_device = torch.device("cuda", place.local_rank % torch.cuda.device_count())  # a GPU per rank
     cast = autocast_dtype(dtype, torch_device)
     try:
         folder = model_files.resolve_model(name_or_path)
@@ -181,3 +185,20 @@ def scored_class(labels: list[str], label: str) -> str | None:
     positive = [name for name in labels if name.strip().lower() in POSITIVE_LABELS]
     return positive[0] if len(positive) == 1 else None
 
+
+
+def class_probabilities(
+    module: torch.nn.Module, id_arrays: list, device: torch.device | str, autocast_dtype: torch.dtype | None = None,
+):
+    """Class probabilities (N, C) as float32 numpy for one batch of id arrays ([CLS] ... [SEP]
+    each), for a sequence classifier. Padded by `pad_batch`, run in inference mode (and autocast
+    to `autocast_dtype` when given); the softmax is taken in float32 whatever the compute dtype."""
+    from mxdna_cli.model.mxdna import pad_batch
+
+    device = torch.device(device)
+    input_ids, attention_mask = pad_batch(id_arrays, device)
+    cast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+            else contextlib.nullcontext())
+    with torch.inference_mode(), cast:
+        logits = module(input_ids, attention_mask).logits
+    return torch.softmax(logits.float(), dim=-1).cpu().numpy()

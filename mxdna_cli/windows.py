@@ -1,18 +1,21 @@
-"""Plan overlapping windows over a long sequence and stitch per-window outputs back together.
+"""All window geometry: how a sequence is cut into the windows the model reads.
 
-Pure coordinate arithmetic, no I/O. Windows start every `stride` bases, plus one window aligned
-to the sequence end so that nothing is truncated. Each window keeps a centre crop of its
-per-nucleotide outputs (its `keep` interval); the keep intervals of consecutive windows meet at
-the midpoint of their overlap, so the stitched output never uses a window's edge, where the
-model sees the least context, and together they cover the sequence exactly once.
+Pure coordinate arithmetic, no I/O, no model. Three geometries, one per kind of output:
+
+- `Tiling(window, stride)` (embed, tokenize): windows every `stride` bases plus one aligned to the
+  sequence end, so nothing is truncated. Each window keeps a centre crop (its `keep` interval); the
+  crops of consecutive windows meet at the midpoint of their overlap, so stitched outputs never use
+  a window's edge, where the model sees the least context, and cover the sequence exactly once.
+- `Scan(window, step)` (predict --track): windows every `step` bases that fit wholly inside the
+  sequence; each window's value covers its central `step` bases (offset (window - step) // 2).
+- `Whole()` (predict per record): the sequence is one window.
+
+Defaults and option checks for windows live here too, once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
-import numpy as np
 
 from mxdna_cli.errors import UsageError
 
@@ -29,33 +32,23 @@ class Window:
     keep_start: int
     keep_end: int
 
-    @property
-    def keep_slice(self) -> slice:
-        """The kept part, indexed from the window start (for an array of this window's outputs)."""
-        return slice(self.keep_start - self.start, self.keep_end - self.start)
 
-
-def _validate(length: int, window: int, stride: int) -> None:
-    if length < 0:
-        raise ValueError(f"sequence length {length} is negative")
-    if window < 1:
-        raise UsageError(f"--window {window}: must be at least 1")
+def resolve_stride(window: int, stride: int | None) -> int:
+    """The start-to-start distance of tiling windows: `stride` checked against the window, or 3/4 of it."""
+    check_window(window)
+    stride = max(1, (window * 3) // 4) if stride is None else stride
     if not 1 <= stride <= window:
         raise UsageError(
             f"--stride {stride}: must be between 1 and the window ({window}), "
             "or bases between windows would be skipped"
         )
+    return stride
 
 
-def count_windows(length: int, window: int, stride: int) -> int:
-    """How many windows plan_windows would make, without building them."""
-    _validate(length, window, stride)
-    if length == 0:
-        return 0
-    if length <= window:
-        return 1
-    # starts 0, stride, ... below length - window, then one window ending at the sequence end
-    return -(-(length - window) // stride) + 1
+def check_window(window: int) -> int:
+    if window < 1:
+        raise UsageError(f"--window {window}: must be at least 1")
+    return window
 
 
 def _window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -68,7 +61,9 @@ def plan_windows(length: int, window: int, stride: int) -> list[Window]:
 
     A sequence no longer than `window` is one window. An empty sequence has no windows.
     """
-    _validate(length, window, stride)
+    if length < 0:
+        raise ValueError(f"sequence length {length} is negative")
+    stride = resolve_stride(window, stride)
     if length == 0:
         return []
     if length <= window:
@@ -84,18 +79,52 @@ def plan_windows(length: int, window: int, stride: int) -> list[Window]:
     ]
 
 
-def stitch(per_window_arrays: Sequence[np.ndarray], windows: Sequence[Window]) -> np.ndarray:
-    """Concatenate the kept part of each window's array (axis 0 indexed from the window start)."""
-    if len(per_window_arrays) != len(windows):
-        raise ValueError(f"{len(per_window_arrays)} arrays for {len(windows)} windows")
-    if not windows:
-        raise ValueError("nothing to stitch: no windows")
-    pieces = []
-    for array, win in zip(per_window_arrays, windows):
-        if array.shape[0] < win.keep_end - win.start:
-            raise ValueError(
-                f"window {win.start}-{win.end}: array has {array.shape[0]} rows, "
-                f"needs at least {win.keep_end - win.start}"
-            )
-        pieces.append(array[win.keep_slice])
-    return np.concatenate(pieces, axis=0)
+def check_step(step: int, window: int) -> int:
+    if not 1 <= step <= window:
+        raise UsageError(f"--step {step}: must be between 1 and the window ({window})")
+    return step
+
+
+def scan_windows(length: int, window: int, step: int) -> list[Window]:
+    """Windows of exactly `window` bases every `step` bases that fit in [0, length); each keeps
+    (its value covers) its central `step` bases. A sequence shorter than the window has none."""
+    check_window(window)
+    check_step(step, window)
+    offset = (window - step) // 2
+    return [Window(start, start + window, start + offset, start + offset + step)
+            for start in range(0, length - window + 1, step)]
+
+
+def scan_positions(length: int, window: int, step: int) -> int:
+    """How many scan windows a sequence of `length` has (without building them)."""
+    return max(0, length - window) // step + 1 if length >= window else 0
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Overlapping windows whose centre crops tile the sequence (stitched outputs)."""
+
+    window: int
+    stride: int
+
+    def windows(self, length: int) -> list[Window]:
+        return plan_windows(length, self.window, self.stride)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Fixed-size windows every `step` bases, each valued over its central `step` bases (a track)."""
+
+    window: int
+    step: int
+
+    def windows(self, length: int) -> list[Window]:
+        return scan_windows(length, self.window, self.step)
+
+
+@dataclass(frozen=True)
+class Whole:
+    """The whole sequence as one window (one value per record)."""
+
+    def windows(self, length: int) -> list[Window]:
+        return [Window(0, length, 0, length)] if length else []

@@ -8,6 +8,9 @@ import pytest
 import torch
 
 from mxdna_cli import engine
+from mxdna_cli.engine.forward import WindowOutput, backbone, resolve_layer
+from mxdna_cli.engine.pipeline import Pipeline
+from mxdna_cli.engine.stitch import Piece, UnitStitcher, choose_cut
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.fasta import Region
 from mxdna_cli.model.config import ModelConfig
@@ -43,12 +46,12 @@ def random_partition(rng, length, max_unit=10):
 
 
 def fake_output(starts, lengths):
-    return engine.WindowOutput(starts=np.asarray(starts), lengths=np.asarray(lengths),
+    return WindowOutput(starts=np.asarray(starts), lengths=np.asarray(lengths),
                                experts=np.asarray(lengths) - 1, gates=np.full(len(starts), 0.5))
 
 
 def stitch(windows, outputs, length):
-    stitcher = engine.UnitStitcher(length)
+    stitcher = UnitStitcher(length)
     pieces = []
     for win, out in zip(windows, outputs):
         pieces += stitcher.add(win, out)
@@ -87,7 +90,7 @@ def test_the_cut_is_the_shared_boundary_nearest_the_keep_boundary():
     # left units: 0-4, 4-9, 9-14, 14-20 ; right units (from 5): 5-9, 9-11, 11-16, 16-25
     left_out = fake_output([0, 4, 9, 14], [4, 5, 5, 6])
     right_out = fake_output([0, 4, 6, 11], [4, 2, 5, 9])
-    assert engine.choose_cut(left, left_out, right, right_out, 0) == 9  # shared: 5? no; 9 yes; 20? no
+    assert choose_cut(left, left_out, right, right_out, 0) == 9  # shared: 5? no; 9 yes; 20? no
     pieces = stitch([left, right], [left_out, right_out], 25)
     assert not pieces[0].clipped.any() and not pieces[1].clipped.any()
     assert pieces[0].ends[-1] == 9 and pieces[1].starts[0] == 9
@@ -97,7 +100,7 @@ def test_windows_with_no_shared_boundary_are_clipped_at_the_keep_boundary():
     left, right = Window(0, 10, 0, 7), Window(4, 14, 7, 14)
     left_out = fake_output([0, 5], [5, 5])  # boundaries 0, 5, 10
     right_out = fake_output([0, 2, 5, 8], [2, 3, 3, 2])  # absolute 4, 6, 9, 12, 14
-    assert engine.choose_cut(left, left_out, right, right_out, 0) == 7
+    assert choose_cut(left, left_out, right, right_out, 0) == 7
     pieces = stitch([left, right], [left_out, right_out], 14)
     assert pieces[0].clipped.tolist() == [False, True] and pieces[0].ends[-1] == 7
     assert pieces[1].clipped[0] and pieces[1].starts[0] == 7
@@ -113,7 +116,7 @@ class Task:
 
 
 def test_batches_respect_the_token_budget_and_cover_every_window_once(tiny):
-    runner = engine.Runner(tiny, batch_tokens=100)
+    runner = Pipeline(tiny, batch_tokens=100)
     lengths = [10, 98, 3, 40, 40, 5, 200, 7]
     groups = runner.batches(lengths)
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
@@ -125,7 +128,7 @@ def test_batches_respect_the_token_budget_and_cover_every_window_once(tiny):
 
 
 def test_results_come_back_in_input_order(tiny):
-    runner = engine.Runner(tiny, batch_tokens=30)
+    runner = Pipeline(tiny, batch_tokens=30)
     tasks = [Task(n) for n in (5, 20, 1, 13, 8, 20, 2)]
     seen = []
 
@@ -149,7 +152,7 @@ def test_token_footprint_reads_units_whose_centre_gets_enough_weight():
     # token of unit 1 (centre 3): taps at 0.9 (0.1 on 0, 0.9 on 1 -> unit 0 centre), 3.0 (own), 5.75
     out.sample_positions = np.array([[0, 1, 2], [0.9, 3.0, 5.75], [5, 6, 7], [8, 9, 10]], dtype=float)
     out.modulation = np.array([[1, 1, 1], [1.0, 0.5, 1.6], [1, 1, 1], [1, 1, 1]], dtype=float)
-    piece = engine.Piece(Window(100, 110, 100, 110), out, np.array([1]), np.array([103]), np.array([104]),
+    piece = Piece(Window(100, 110, 100, 110), out, np.array([1]), np.array([103]), np.array([104]),
                          np.array([False]), 0)
     [(blocks, score)] = engine.token_footprints(piece, min_weight=0.05)
     # 5.75 -> 0.25*1.6 = 0.4 on base 5 (not a centre), 0.75*1.6 = 1.2 on base 6 (unit 2's centre)
@@ -187,13 +190,13 @@ def test_output_format_from_name_or_flag():
 
 
 def test_layer_numbers():
-    assert engine.resolve_layer(None, 4) == (None, 4)
-    assert engine.resolve_layer(4, 4) == (None, 4)
-    assert engine.resolve_layer(-1, 4) == (None, 4)
-    assert engine.resolve_layer(0, 4) == (0, 0)
-    assert engine.resolve_layer(-2, 4) == (3, 3)
+    assert resolve_layer(None, 4) == (None, 4)
+    assert resolve_layer(4, 4) == (None, 4)
+    assert resolve_layer(-1, 4) == (None, 4)
+    assert resolve_layer(0, 4) == (0, 0)
+    assert resolve_layer(-2, 4) == (3, 3)
     with pytest.raises(UsageError):
-        engine.resolve_layer(5, 4)
+        resolve_layer(5, 4)
 
 
 def test_regions_are_checked_before_any_work():
@@ -224,9 +227,8 @@ def test_units_and_states_do_not_depend_on_batch_company(tiny):
     rng = np.random.default_rng(0)
     short = rng.integers(5, 9, 150).astype(np.uint8)
     company = [rng.integers(5, 9, n).astype(np.uint8) for n in (400, 230)]
-    runner = engine.Runner(tiny, states=True)
-    alone = runner.backbone([short])[0]
-    batched = runner.backbone(company + [short])[2]
+    alone = backbone(tiny, [short], states=True)[0]
+    batched = backbone(tiny, company + [short], states=True)[2]
     assert np.array_equal(alone.starts, batched.starts) and np.array_equal(alone.lengths, batched.lengths)
     np.testing.assert_allclose(alone.states, batched.states, rtol=1e-4, atol=1e-5)
     assert alone.starts[0] == 0 and alone.starts[-1] + alone.lengths[-1] == 150

@@ -1,12 +1,11 @@
-"""Tests for mxdna_cli.windows: window planning, keep crops and stitching."""
+"""Tests for mxdna_cli.windows: tiling windows and their keep crops, scan windows, option checks."""
 
 import random
 
-import numpy as np
 import pytest
 
 from mxdna_cli.errors import UsageError
-from mxdna_cli.windows import Window, count_windows, plan_windows, stitch
+from mxdna_cli.windows import Window, plan_windows, scan_positions, scan_windows
 
 
 def random_cases(n: int = 400, seed: int = 1234):
@@ -43,7 +42,6 @@ def test_examples():
 
 def check_plan(length: int, window: int, stride: int) -> None:
     windows = plan_windows(length, window, stride)
-    assert len(windows) == count_windows(length, window, stride)
     # keep intervals partition [0, length) in order, none empty
     assert windows[0].keep_start == 0 and windows[-1].keep_end == length
     for previous, current in zip(windows, windows[1:]):
@@ -61,17 +59,7 @@ def check_plan(length: int, window: int, stride: int) -> None:
     assert windows[-1].end == length
 
 
-def check_stitch(length: int, window: int, stride: int) -> None:
-    rng = np.random.default_rng(length * 1000 + window * 10 + stride)
-    truth = rng.normal(size=(length, 3)).astype(np.float32)
-    windows = plan_windows(length, window, stride)
-    pieces = [truth[w.start : w.end] for w in windows]
-    np.testing.assert_array_equal(stitch(pieces, windows), truth)
-    # 1-D per-nucleotide outputs stitch the same way
-    np.testing.assert_array_equal(stitch([p[:, 0] for p in pieces], windows), truth[:, 0])
-
-
-@pytest.mark.parametrize("check", [check_plan, check_stitch])
+@pytest.mark.parametrize("check", [check_plan])
 def test_properties_on_random_cases(check):
     for case in CASES:
         try:
@@ -80,27 +68,23 @@ def test_properties_on_random_cases(check):
             raise AssertionError(f"(length, window, stride) = {case}: {error}") from error
 
 
-def test_stitch_uses_only_the_centre_of_each_window():
-    windows = plan_windows(10, 4, 2)
-    # mark each window's outputs with its number: the stitched array shows which window won
-    pieces = [np.full(w.end - w.start, i) for i, w in enumerate(windows)]
-    assert stitch(pieces, windows).tolist() == [0, 0, 0, 1, 1, 2, 2, 3, 3, 3]
+def test_scan_windows_value_their_central_step_and_fit_in_the_sequence():
+    assert scan_windows(10, 4, 2) == [Window(0, 4, 1, 3), Window(2, 6, 3, 5), Window(4, 8, 5, 7), Window(6, 10, 7, 9)]
+    assert scan_windows(3, 4, 2) == []  # shorter than the window: no value
+    for length, window, step in [(1000, 251, 50), (999, 300, 300), (257, 251, 1), (5000, 101, 7)]:
+        plan = scan_windows(length, window, step)
+        assert len(plan) == scan_positions(length, window, step)
+        assert all(w.end - w.start == window and 0 <= w.start and w.end <= length for w in plan)
+        assert all(w.keep_end - w.keep_start == step for w in plan)
+        # the values tile a contiguous run: each window's central step follows the previous one's
+        assert all(a.keep_end == b.keep_start for a, b in zip(plan, plan[1:]))
+        assert plan[0].keep_start == (window - step) // 2
 
 
-def test_stitch_rejects_mismatches():
-    windows = plan_windows(10, 4, 2)
-    with pytest.raises(ValueError, match="arrays for"):
-        stitch([np.zeros(4)] * 3, windows)
-    with pytest.raises(ValueError, match="rows"):
-        stitch([np.zeros(2)] * 4, windows)
-    with pytest.raises(ValueError, match="nothing to stitch"):
-        stitch([], [])
-
-
-def test_count_windows_scales_without_building_lists():
-    # a whole human chromosome with 1 bp stride: counted, never built
-    assert count_windows(248_956_422, 1000, 1) == 248_956_422 - 1000 + 1
-    assert count_windows(1_000_001, 1000, 500) == len(plan_windows(1_000_001, 1000, 500))
+@pytest.mark.parametrize("window, step, message", [(0, 1, "--window 0"), (10, 0, "--step 0"), (10, 11, "--step 11")])
+def test_invalid_scan_options_are_usage_errors(window, step, message):
+    with pytest.raises(UsageError, match=message):
+        scan_windows(100, window, step)
 
 
 @pytest.mark.parametrize(
@@ -110,8 +94,6 @@ def test_count_windows_scales_without_building_lists():
 def test_invalid_options_are_usage_errors(window, stride, message):
     with pytest.raises(UsageError, match=message):
         plan_windows(100, window, stride)
-    with pytest.raises(UsageError, match=message):
-        count_windows(100, window, stride)
 
 
 def test_negative_length_is_a_bug():

@@ -13,7 +13,8 @@ The pipeline, one module a step:
 
 The verbs put the steps together: embedding.py (`embed`), tokenization.py (`tokenize`),
 prediction.py (`predict`), plan.py (`window_plan`, the windows verb: no model), info.py
-(`describe_models`, `environment`) and evaluation.py (`evaluate`). report.py holds the progress
+(`describe_models`, `environment`); the evaluate verb needs the trainers' code and lives in
+`mxdna_cli.train.evaluate` (the engine never imports `mxdna_cli.train`). report.py holds the progress
 `Reporter` and the run `Summary` they all share.
 
 `defaults.py` holds the choices and defaults (torch-free). The names below are imported on first
@@ -44,10 +45,6 @@ _EXPORTS = {
     "EmbedSettings": "mxdna_cli.engine.embedding",
     "check_pool_strand": "mxdna_cli.engine.embedding",
     "embed": "mxdna_cli.engine.embedding",
-    # mxdna_cli.engine.evaluation
-    "CLASSIFIER_METRICS": "mxdna_cli.engine.evaluation",
-    "EvaluateSettings": "mxdna_cli.engine.evaluation",
-    "evaluate": "mxdna_cli.engine.evaluation",
     # mxdna_cli.engine.info
     "describe_models": "mxdna_cli.engine.info",
     "environment": "mxdna_cli.engine.info",
@@ -78,15 +75,10 @@ _EXPORTS = {
     # mxdna_cli.engine.report
     "Reporter": "mxdna_cli.engine.report",
     "Summary": "mxdna_cli.engine.report",
-    # mxdna_cli.engine.runner
-    "Runner": "mxdna_cli.engine.runner",
-    "WindowOutput": "mxdna_cli.engine.runner",
-    "resolve_layer": "mxdna_cli.engine.runner",
-    # mxdna_cli.engine.stitch
-    "Piece": "mxdna_cli.engine.stitch",
-    "UnitStitcher": "mxdna_cli.engine.stitch",
-    "choose_cut": "mxdna_cli.engine.stitch",
-    "resolve_stride": "mxdna_cli.engine.stitch",
+    # mxdna_cli.engine.pipeline
+    "Pipeline": "mxdna_cli.engine.pipeline",
+    # mxdna_cli.windows
+    "resolve_stride": "mxdna_cli.windows",
     # mxdna_cli.engine.tokenization
     "TokenizeSettings": "mxdna_cli.engine.tokenization",
     "check_one_strand": "mxdna_cli.engine.tokenization",

@@ -4,6 +4,7 @@ written per token with its coordinates, to NPY (with index and JSON sidecars) or
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from dataclasses import dataclass
@@ -19,7 +20,6 @@ from mxdna_cli.defaults import (
 )
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.journal import Journal, reopen_for_append
-from mxdna_cli.runtime import LoadedModel
 from mxdna_cli.engine.outputs import (
     check_output,
     output_format,
@@ -27,16 +27,14 @@ from mxdna_cli.engine.outputs import (
     run_meta,
 )
 from mxdna_cli.engine.report import Reporter, Summary, timed
-from mxdna_cli.engine.runner import Runner, resolve_layer
-from mxdna_cli.engine.stitch import (
-    Piece,
-    WindowTask,
-    drive,
-    resolve_stride,
-    window_tasks,
-)
+from mxdna_cli.engine.forward import backbone, resolve_layer
+from mxdna_cli.engine.pipeline import Pipeline, WindowTask, window_tasks
+from mxdna_cli.engine.stitch import Piece
 from mxdna_cli.errors import UsageError
-from mxdna_cli.io.writers import NpyWriter, TsvWriter
+from mxdna_cli.io.npy import NpyWriter
+from mxdna_cli.io.writers import TsvWriter
+from mxdna_cli.runtime import LoadedModel
+from mxdna_cli.windows import Tiling, resolve_stride
 
 INDEX_COLUMNS = ("name", "chrom", "start", "end", "strand", "n_fraction", "soft_masked_fraction")
 TOKEN_COLUMNS = ("record", "chrom", "centre", "unit_start", "unit_end", "strand")
@@ -56,7 +54,7 @@ class EmbedSettings:
     resume: bool = False  # continue an interrupted run from its journal
 
 
-class _Pooler:
+class Pooler:
     """Per-target running mean / max / [CLS] mean over the kept tokens of each pass."""
 
     def __init__(self, d: int, pool: str, strands: int) -> None:
@@ -114,7 +112,12 @@ def embed(inputs: Inputs, loaded: LoadedModel, settings: EmbedSettings, reporter
         layer=layer_shown, dtype_out=s.dtype_out if fmt == "npy" else None, batch_tokens=s.batch_tokens,
     )
     inputs.peek()  # a stream that is not FASTA fails before any output exists
-    runner = Runner(loaded, batch_tokens=s.batch_tokens, layer=layer_index, states=True, reporter=reporter)
+    pipeline = Pipeline(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
+    forward = functools.partial(backbone, loaded, layer=layer_index, states=True)
+    geometry = Tiling(s.window, stride)
+    if not pipeline.writes:  # another torchrun rank: run a share of the windows, write nothing
+        pipeline.serve(window_tasks(inputs.targets(), geometry), forward)
+        return Summary()
     journal = Journal([s.output], run_fingerprint(meta, inputs, output=s.output, format=fmt),
                       resume=s.resume, warn=reporter.warn)
     state = journal.state or {"summary": Summary(outputs=[s.output]), "poolers": {}, "records": [], "counts": {}}
@@ -122,26 +125,26 @@ def embed(inputs: Inputs, loaded: LoadedModel, settings: EmbedSettings, reporter
 
     def run(on_piece: Callable[[WindowTask, Piece], None], on_target: Callable[[Target], None]) -> None:
         """Run every window of every target, stitched, calling back per piece and per finished target."""
-        tasks = window_tasks(inputs.targets(), s.window, stride, reporter)
+        tasks = window_tasks(inputs.targets(), geometry, reporter)
         timed(summary, reporter, inputs.nucleotides_to_read, "embedding",
-              lambda: drive(runner, tasks, on_piece, on_target, state=state, journal=journal))
+              lambda: pipeline.stitched(tasks, forward, on_piece, on_target, state=state, journal=journal))
 
     with journal.guard():
         if s.pool == "none":
             _embed_tokens(run, loaded.hidden_size, s, fmt, meta, state, journal)
         else:
             _embed_pooled(run, loaded.hidden_size, s, fmt, meta, state, journal)
-    summary.windows = runner.windows
+    summary.windows = pipeline.windows
     return summary
 
 
 def _embed_pooled(run, d: int, s: EmbedSettings, fmt: str, meta: dict[str, Any], state: dict[str, Any],
                   journal: Journal) -> None:
-    poolers: dict[int, _Pooler] = state["poolers"]
+    poolers: dict[int, Pooler] = state["poolers"]
     summary: Summary = state["summary"]
 
     def on_piece(task: WindowTask, piece: Piece) -> None:
-        pooler = poolers.setdefault(task.target.index, _Pooler(d, s.pool, len(task.target.strands)))
+        pooler = poolers.setdefault(task.target.index, Pooler(d, s.pool, len(task.target.strands)))
         pooler.add(task.pass_index, piece)
 
     if fmt == "tsv":

@@ -18,6 +18,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from mxdna_cli import distributed
 from mxdna_cli import sequence as dna
 from mxdna_cli.defaults import STRANDS
 from mxdna_cli.errors import DataError, UsageError
@@ -157,6 +158,9 @@ class Inputs:
         if (spec.regions or spec.bed is not None) and spec.path == STDIN:
             raise UsageError("--region and --bed need an indexed FASTA file, not stdin ('-')")
         check_input_file(spec.path)
+        if (spec.path == STDIN or is_stream(spec.path)) and distributed.world().distributed:
+            raise UsageError("under torchrun every rank reads the input itself: give a FASTA file, "
+                             "not stdin or a pipe")
         if (spec.regions or spec.bed is not None) and is_stream(spec.path):
             raise UsageError(
                 f"--region and --bed need an indexed FASTA file, not a pipe or other stream ({spec.path})"
@@ -186,6 +190,28 @@ class Inputs:
                 if length == 0:
                     raise DataError(f"{spec.path}: record '{chrom}' has an empty sequence")
                 self._regions.append(Region(chrom, 0, length, name=chrom))
+
+    @classmethod
+    def from_sequences(cls, sequences: Sequence[str], names: Sequence[str] | None = None,
+                       strand: str = "forward") -> Inputs:
+        """Sequences held in memory (the Python API): one whole-record target each, in order."""
+        if names is not None and len(names) != len(sequences):
+            raise UsageError(f"{len(names)} names for {len(sequences)} sequences")
+        self = cls.__new__(cls)
+        self.spec = InputSpec("<sequences>", strand=strand)
+        self.path = self.spec.path
+        self._fasta = self._regions = self._opened = None
+        records = []
+        for index, text in enumerate(sequences):
+            if not isinstance(text, str):
+                raise UsageError(f"sequence {index}: expected a string of bases, got {type(text).__name__}")
+            name = str(names[index]) if names is not None else f"sequence {index}"
+            if not text:
+                raise DataError(f"{name}: the sequence is empty")
+            records.append(Target(index, name, Region(name, 0, len(text), name=name), strands_for("+", strand),
+                                  kind="sequence").attach(text))
+        self._records = records
+        return self
 
     @property
     def regions_mode(self) -> bool:

@@ -21,9 +21,8 @@ import json
 import os
 import pickle
 import shutil
-from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from mxdna_cli.errors import UsageError
 from mxdna_cli.io.writers import STDOUT
@@ -130,17 +129,6 @@ class Journal:
         return self._sizes.get(key) if self.resumed else None
 
     # -- progress
-
-    def skip(self, tasks: Iterable[Any]) -> Iterator[Any]:
-        """The tasks still to do (the first `tasks_done` were done by the interrupted run)."""
-        return islice(tasks, self.tasks_done, None)
-
-    def run(self, runner: Any, tasks: Iterable[Any], forward: Callable, state: Any) -> Iterator[Any]:
-        """`runner.run` over the tasks still to do, saving `state` at every checkpoint."""
-        if not self.enabled:
-            return runner.run(tasks, forward)
-        return runner.run(self.skip(tasks), forward, done=self.tasks_done,
-                          checkpoint=lambda count: self.checkpoint(count, state))
 
     def checkpoint(self, tasks_done: int, state: Any) -> None:
         """Record that `tasks_done` tasks are done (counted from the start of the run) and the state."""

@@ -9,11 +9,9 @@ from mxdna_cli.defaults import DEFAULT_BATCH_TOKENS, DEFAULT_WINDOW
 from mxdna_cli.engine.inputs import Inputs
 from mxdna_cli.engine.outputs import check_output, run_meta
 from mxdna_cli.engine.report import Summary
-from mxdna_cli.engine.runner import batch_groups
-from mxdna_cli.engine.stitch import resolve_stride
-from mxdna_cli.errors import UsageError
+from mxdna_cli.engine.pipeline import batch_groups, check_batch_tokens
 from mxdna_cli.io.writers import TsvWriter
-from mxdna_cli.windows import plan_windows
+from mxdna_cli.windows import plan_windows, resolve_stride
 
 WINDOW_COLUMNS = ("record", "chrom", "strand", "start", "end", "keep_start", "keep_end")
 
@@ -22,8 +20,7 @@ def window_plan(inputs: Inputs, output: str, *, window: int = DEFAULT_WINDOW, st
                 batch_tokens: int = DEFAULT_BATCH_TOKENS) -> Summary:
     """Write every window (genome coordinates) and return the plan's size; the model is not run."""
     stride = resolve_stride(window, stride)
-    if batch_tokens < 1:
-        raise UsageError(f"--batch-tokens {batch_tokens}: must be at least 1")
+    check_batch_tokens(batch_tokens)
     check_output(output)
     meta = run_meta("windows", None, inputs, window=window, stride=stride, strand=inputs.spec.strand,
                     batch_tokens=batch_tokens)

@@ -4,6 +4,7 @@ region as TSV, or scanned along the genome in windows as a bigWig track."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from dataclasses import dataclass
@@ -11,26 +12,27 @@ from typing import Iterator
 
 import numpy as np
 
-from mxdna_cli import sequence as dna
 from mxdna_cli.defaults import (
     DEFAULT_BATCH_TOKENS,
     DEFAULT_TRACK_STEP,
     PROMOTER_LABEL,
 )
+from mxdna_cli.engine.forward import classify
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.journal import Journal, reopen_for_append
-from mxdna_cli.runtime import LoadedModel
 from mxdna_cli.engine.outputs import check_output, run_fingerprint, run_meta
-from mxdna_cli.engine.report import Reporter, Summary, check_target, timed
-from mxdna_cli.engine.runner import Runner
+from mxdna_cli.engine.pipeline import Pipeline, WindowTask, window_tasks
+from mxdna_cli.engine.report import Reporter, Summary, timed
 from mxdna_cli.errors import DataError, UsageError
+from mxdna_cli.io.bigwig import BigWigWriter
 from mxdna_cli.io.writers import (
     STDOUT,
-    BigWigWriter,
     TsvWriter,
     atomic_output,
     metadata_header_lines,
 )
+from mxdna_cli.runtime import LoadedModel
+from mxdna_cli.windows import Scan, Whole, check_step, check_window, scan_positions
 
 DEFAULT_TRACK_WINDOW = 300
 MAX_WHOLE_LENGTH_FACTOR = 16  # a record longer than this x window must be scanned (--track)
@@ -50,35 +52,9 @@ class PredictSettings:
     resume: bool = False  # continue an interrupted --track run from its journal
 
 
-@dataclass
-class _WholeTask:
-    target: Target
-    strand: str
-    ids: np.ndarray
-
-    @property
-    def progress(self) -> int:
-        return len(self.ids)
-
-
-@dataclass
-class _TrackTask:
-    target: Target
-    strand: str
-    offset: int  # window start within the target (forward coordinates)
-    ids: np.ndarray
-    step: int
-
-    @property
-    def progress(self) -> int:
-        return self.step
-
-
 def classifier_window(loaded: LoadedModel, window: int | None) -> int:
     if window is not None:
-        if window < 1:
-            raise UsageError(f"--window {window}: must be at least 1")
-        return window
+        return check_window(window)
     value = loaded.info.extra.get("window", DEFAULT_TRACK_WINDOW)
     try:
         return int(value)
@@ -98,7 +74,8 @@ def predict(inputs: Inputs, loaded: LoadedModel, label_index: int, settings: Pre
     check_output(s.output)
     meta = run_meta("predict", loaded, inputs, label=loaded.info.labels[label_index], strand=inputs.spec.strand,
                     classifier_window=window, batch_tokens=s.batch_tokens)
-    runner = Runner(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
+    pipeline = Pipeline(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
+    forward = functools.partial(classify, loaded)
     limit = MAX_WHOLE_LENGTH_FACTOR * window
     warned = []
 
@@ -113,10 +90,9 @@ def predict(inputs: Inputs, loaded: LoadedModel, label_index: int, settings: Pre
         for target in inputs.plan():
             check_length(target)
 
-    def tasks() -> Iterator[_WholeTask]:
-        for target in inputs.targets():
+    def checked(targets: Iterator[Target]) -> Iterator[Target]:
+        for target in targets:
             check_length(target)
-            check_target(target, reporter)
             if target.length < SHORT_FACTOR * window:
                 reporter.warn_once("short", f"{target.name}: {target.length:,} nt is much shorter than the "
                                             f"{window} nt the classifier was trained on: its probability means little")
@@ -124,15 +100,20 @@ def predict(inputs: Inputs, loaded: LoadedModel, label_index: int, settings: Pre
                 warned.append(True)
                 reporter.warn(f"{target.name}: {target.length:,} nt is classified whole, but the classifier "
                               f"was trained on {window} nt windows (--track scans in windows)")
-            for strand in target.strands:
-                yield _WholeTask(target, strand, target.model_ids(strand))
+            yield target
 
+    def tasks(report: Reporter | None) -> Iterator[WindowTask]:
+        return window_tasks(checked(inputs.targets()), Whole(), report)
+
+    if not pipeline.writes:  # another torchrun rank: run a share of the windows, write nothing
+        pipeline.serve(tasks(None), forward)
+        return Summary()
     summary = Summary(outputs=[s.output])
     with TsvWriter(s.output, PREDICT_COLUMNS, meta) as writer:
         pending: list[np.ndarray] = []
 
         def work() -> None:
-            for task, probs in runner.run(tasks(), runner.classify):
+            for task, probs in pipeline.run(tasks(reporter), forward):
                 pending.append(probs)
                 target = task.target
                 if len(pending) == len(target.strands):
@@ -143,7 +124,7 @@ def predict(inputs: Inputs, loaded: LoadedModel, label_index: int, settings: Pre
                     summary.count(target)
 
         timed(summary, reporter, inputs.nucleotides_to_read, "classifying", work)
-    summary.windows = runner.windows
+    summary.windows = pipeline.windows
     return summary
 
 
@@ -158,8 +139,8 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
                    reporter: Reporter) -> Summary:
     check_track(s.track)
     check_output(s.track, allow_stdout=False, what="bigWig")
-    if not 1 <= s.step <= window:
-        raise UsageError(f"--step {s.step}: must be between 1 and the window ({window})")
+    check_step(s.step, window)
+    scan = Scan(window, s.step)
     inputs.peek()  # a stream that is not FASTA fails before any output exists
     if inputs.known:  # regions or an indexed FASTA: scan in genome order, refuse overlaps up front
         order_rank = inputs.contig_order()
@@ -167,60 +148,53 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
         for before, after in zip(plan, plan[1:]):
             if before.chrom == after.chrom and after.start < before.end:
                 raise UsageError(f"--track needs regions that do not overlap: {before.name} and {after.name} overlap")
-        targets = inputs.targets(plan)
         chrom_sizes = inputs.chrom_sizes()
-        total = sum(max(0, t.length - window) // s.step + 1 for t in plan if t.length >= window) * s.step
+        total = sum(scan_positions(t.length, window, s.step) for t in plan) * s.step
     else:  # a stream: records in file order; the bigWig header is written at the end, from what was read
-        targets, chrom_sizes, total = inputs.targets(), [], None
+        plan, chrom_sizes, total = None, [], None
     offset = (window - s.step) // 2  # a window's value covers its central `step` bases
     meta = run_meta("predict", loaded, inputs, label=loaded.info.labels[label_index], strand=inputs.spec.strand, window=window,
                     step=s.step, value_span=f"central {s.step} nt of each {window} nt window (offset {offset})",
                     batch_tokens=s.batch_tokens)
-    runner = Runner(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
-    journal = Journal([s.track], run_fingerprint(meta, inputs, track=s.track), resume=s.resume, warn=reporter.warn)
-    written = [s.track] if s.track.lower().endswith(BEDGRAPH_SUFFIXES) else [s.track, s.track + ".json"]
-    state = journal.state or {"summary": Summary(outputs=written), "pending": [], "current": -1}
-    summary: Summary = state["summary"]
+    pipeline = Pipeline(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
+    forward = functools.partial(classify, loaded)
     # what the task generator learns as it goes: recomputed when a resumed run skips the done tasks
     short: list[str] = []
     gaps: list[int] = []
     chroms: dict[int, str] = {}
 
-    def tasks() -> Iterator[_TrackTask]:
-        for target in targets:
-            check_target(target, reporter)
-            chroms[target.index] = target.chrom
-            if not inputs.known:
-                chrom_sizes.append((target.chrom, target.length))
-            if target.length < window:
-                short.append(target.name)
-                continue
-            ids = target.model_ids("+")
-            target.sequence = None  # the track needs only the ids: do not keep every record's text
-            # windows over assembly gaps get no value (no data in the bigWig), not a made-up score
-            for start in range(0, target.length - window + 1, s.step):
-                # counted per window: no per-base table beside the ids (4-8 bytes/nt on a chromosome)
-                if np.count_nonzero(ids[start : start + window] == dna.UNK) > MAX_TRACK_N_FRACTION * window:
-                    gaps.append(s.step)
-                    continue
-                for strand in target.strands:
-                    piece = ids[start : start + window]
-                    if strand == "-":
-                        piece = np.ascontiguousarray(dna.reverse_complement_ids(piece))
-                    yield _TrackTask(target, strand, start, piece, s.step)
+    def on_target(target: Target) -> None:
+        chroms[target.index] = target.chrom
+        if plan is None:
+            chrom_sizes.append((target.chrom, target.length))
+        if target.length < window:
+            short.append(target.name)
+
+    def tasks(report: Reporter | None) -> Iterator[WindowTask]:
+        # windows over assembly gaps get no value (no data in the bigWig), not a made-up score
+        return window_tasks(inputs.targets(plan), scan, report, max_n_fraction=MAX_TRACK_N_FRACTION,
+                            on_gap=lambda target, win: gaps.append(s.step), on_target=on_target)
+
+    if not pipeline.writes:  # another torchrun rank: run a share of the windows, write nothing
+        pipeline.serve(tasks(None), forward)
+        return Summary()
+    journal = Journal([s.track], run_fingerprint(meta, inputs, track=s.track), resume=s.resume, warn=reporter.warn)
+    written = [s.track] if s.track.lower().endswith(BEDGRAPH_SUFFIXES) else [s.track, s.track + ".json"]
+    state = journal.state or {"summary": Summary(outputs=written), "pending": [], "current": -1}
+    summary: Summary = state["summary"]
 
     with journal.guard():
         spill = _TrackSpill(s.track, journal)
         try:
             def work() -> None:
                 pending: list[float] = state["pending"]
-                for task, probs in journal.run(runner, tasks(), runner.classify, state):
+                for task, probs in pipeline.run(tasks(reporter), forward, journal=journal, state=state):
                     if task.target.index != state["current"]:
                         state["current"] = task.target.index
                         summary.count(task.target)
                     pending.append(float(probs[label_index]))
                     if len(pending) == len(task.target.strands):
-                        spill.add(task.target.index, task.target.start + task.offset + offset, float(np.mean(pending)))
+                        spill.add(task.target.index, task.target.start + task.window.keep_start, float(np.mean(pending)))
                         pending.clear()
 
             timed(summary, reporter, None if total is None else total * inputs.passes, "scanning", work)
@@ -235,7 +209,7 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
     if short:
         reporter.warn(f"{len(short)} record(s)/region(s) shorter than the {window} nt window have no values "
                       f"(first: {short[0]})")
-    summary.windows = runner.windows
+    summary.windows = pipeline.windows
     return summary
 
 

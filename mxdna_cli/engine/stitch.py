@@ -1,5 +1,4 @@
-"""Windows of a target and their stitching: cut each strand of a target into overlapping windows,
-run them through the backbone and join the windows' basic units back into one tiling.
+"""Stitching: the basic units of a pass's overlapping windows joined back into one tiling.
 
 Stitching. A target longer than the window is read in overlapping windows
 (`windows.plan_windows`). The basic units of two neighbouring windows are joined at a *cut*: the
@@ -15,59 +14,11 @@ in the BED name).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from mxdna_cli.engine.inputs import Target
-from mxdna_cli.engine.journal import Journal
-from mxdna_cli.engine.report import Reporter, check_target
-from mxdna_cli.engine.runner import Runner, WindowOutput
-from mxdna_cli.errors import UsageError
-from mxdna_cli.windows import Window, plan_windows
-
-
-def resolve_stride(window: int, stride: int | None) -> int:
-    """The start-to-start distance of windows: `stride` checked against the window, or 3/4 of it."""
-    if window < 1:
-        raise UsageError(f"--window {window}: must be at least 1")
-    stride = max(1, (window * 3) // 4) if stride is None else stride
-    if not 1 <= stride <= window:
-        raise UsageError(f"--stride {stride}: must be between 1 and the window ({window})")
-    return stride
-
-
-@dataclass
-class WindowTask:
-    """One window of one strand ('pass') of one target, in model space."""
-
-    target: Target
-    strand: str
-    pass_index: int
-    window: Window
-    window_index: int
-    n_windows: int
-    ids: np.ndarray
-
-    @property
-    def progress(self) -> int:
-        return self.window.keep_end - self.window.keep_start
-
-    @property
-    def last(self) -> bool:
-        return self.window_index == self.n_windows - 1
-
-
-def window_tasks(targets: Iterable[Target], window: int, stride: int,
-                 reporter: Reporter | None = None) -> Iterator[WindowTask]:
-    for target in targets:
-        if reporter is not None:
-            check_target(target, reporter)
-        for pass_index, strand in enumerate(target.strands):
-            ids = target.model_ids(strand)
-            plan = plan_windows(len(ids), window, stride)
-            for index, win in enumerate(plan):
-                yield WindowTask(target, strand, pass_index, win, index, len(plan), ids[win.start : win.end])
+from mxdna_cli.engine.forward import WindowOutput
+from mxdna_cli.windows import Window
 
 
 @dataclass
@@ -155,33 +106,3 @@ def choose_cut(left: Window, left_out: WindowOutput, right: Window, right_out: W
     if common.size == 0:
         return int(aim)
     return int(common[np.argmin(np.abs(common - aim))])  # sorted: ties go to the left
-
-
-def drive(
-    runner: Runner,
-    tasks: Iterable[WindowTask],
-    on_piece: Callable[[WindowTask, Piece], None],
-    on_target: Callable[[Target], None],
-    *,
-    state: dict | None = None,
-    journal: Journal | None = None,
-) -> None:
-    """Run the backbone over window tasks, stitch each pass, call back per piece and per finished target.
-
-    `state` holds everything the run has accumulated (the stitcher of the pass in progress here,
-    the caller's own sums and counts beside it); with a `journal`, it is saved at every checkpoint
-    and the tasks the journal has done are skipped.
-    """
-    state = {} if state is None else state
-    results = runner.run(tasks, runner.backbone) if journal is None else journal.run(runner, tasks, runner.backbone, state)
-    for task, output in results:
-        if task.window_index == 0:
-            state["stitcher"] = UnitStitcher(task.target.length)
-        stitcher = state["stitcher"]
-        for piece in stitcher.add(task.window, output):
-            on_piece(task, piece)
-        if task.last:
-            for piece in stitcher.finish():
-                on_piece(task, piece)
-            if task.pass_index == len(task.target.strands) - 1:
-                on_target(task.target)

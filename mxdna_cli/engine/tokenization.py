@@ -4,6 +4,7 @@ with the units their deformable sampling reads (BED12), plus unit-length counts 
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 from dataclasses import dataclass
 
@@ -16,17 +17,11 @@ from mxdna_cli.defaults import (
 )
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.journal import Journal
-from mxdna_cli.runtime import LoadedModel
 from mxdna_cli.engine.outputs import check_output, run_fingerprint, run_meta
 from mxdna_cli.engine.report import Reporter, Summary, timed
-from mxdna_cli.engine.runner import Runner
-from mxdna_cli.engine.stitch import (
-    Piece,
-    WindowTask,
-    drive,
-    resolve_stride,
-    window_tasks,
-)
+from mxdna_cli.engine.forward import backbone
+from mxdna_cli.engine.pipeline import Pipeline, WindowTask, window_tasks
+from mxdna_cli.engine.stitch import Piece
 from mxdna_cli.errors import UsageError
 from mxdna_cli.io.writers import (
     STDOUT,
@@ -35,6 +30,8 @@ from mxdna_cli.io.writers import (
     TsvWriter,
     atomic_output,
 )
+from mxdna_cli.runtime import LoadedModel
+from mxdna_cli.windows import Tiling, resolve_stride
 
 
 @dataclass
@@ -138,9 +135,9 @@ def tokenize(inputs: Inputs, loaded: LoadedModel, settings: TokenizeSettings, re
     token_meta = {**meta, "min_weight": s.min_weight, "name": "token index within its record",
                   "score": "min(1000, round(1000 x largest sampling weight))"}
     inputs.peek()  # a stream that is not FASTA fails before any output exists
-    runner = Runner(loaded, batch_tokens=s.batch_tokens, sampling=s.tokens is not None, reporter=reporter)
-    fingerprint = run_fingerprint(meta, inputs, outputs=[s.units, s.tokens, s.summary, s.plot], min_weight=s.min_weight)
-    journal = Journal(outputs, fingerprint, resume=s.resume, warn=reporter.warn)
+    pipeline = Pipeline(loaded, batch_tokens=s.batch_tokens, reporter=reporter)
+    forward = functools.partial(backbone, loaded, sampling=s.tokens is not None)
+    geometry = Tiling(s.window, stride)
     # Every BED is coordinate-sorted (contigs in FASTA order, by start within each), as tabix and
     # bedtools want: targets run in genome order when the plan is known, and rows wait in a heap
     # until no later row can start before them (a row never starts before its window).
@@ -153,6 +150,11 @@ def tokenize(inputs: Inputs, loaded: LoadedModel, settings: TokenizeSettings, re
                 next_start[before.index] = after.start
     else:  # a stream: whole records in file order, each its own contig
         rank, order = {}, None
+    if not pipeline.writes:  # another torchrun rank: run a share of the windows, write nothing
+        pipeline.serve(window_tasks(inputs.targets(order), geometry), forward)
+        return Summary()
+    fingerprint = run_fingerprint(meta, inputs, outputs=[s.units, s.tokens, s.summary, s.plot], min_weight=s.min_weight)
+    journal = Journal(outputs, fingerprint, resume=s.resume, warn=reporter.warn)
     state = journal.state or {"summary": Summary(outputs=outputs), "units": [], "tokens": [], "rows": 0,
                               "counts": np.zeros(max(loaded.kernel_sizes) + 1, dtype=np.int64)}
     summary: Summary = state["summary"]
@@ -210,9 +212,9 @@ def tokenize(inputs: Inputs, loaded: LoadedModel, settings: TokenizeSettings, re
         def on_target(target: Target) -> None:
             summary.count(target)
 
-        tasks = window_tasks(inputs.targets(order), s.window, stride, reporter)
+        tasks = window_tasks(inputs.targets(order), geometry, reporter)
         timed(summary, reporter, inputs.nucleotides_to_read, "tokenizing",
-              lambda: drive(runner, tasks, on_piece, on_target, state=state, journal=journal))
+              lambda: pipeline.stitched(tasks, forward, on_piece, on_target, state=state, journal=journal))
         release(None)
         lengths = np.arange(len(counts))
         total = int(counts.sum())
@@ -225,7 +227,7 @@ def tokenize(inputs: Inputs, loaded: LoadedModel, settings: TokenizeSettings, re
                     table.write_row([k, int(counts[k]), round(counts[k] / total, 6) if total else 0.0])
         if s.plot is not None:
             plot_lengths(counts, s.plot, title=f"{loaded.name}: {total:,} basic units, mean {summary.extra['mean_length']:.2f} nt")
-    summary.windows = runner.windows
+    summary.windows = pipeline.windows
     return summary
 
 

@@ -1,4 +1,5 @@
-"""Write results atomically: TSV, BED6, BED12, NPY (+ index and JSON sidecars) and bigWig.
+"""Write results atomically: the atomic-file machinery, provenance headers, TSV, BED6 and BED12, and the
+life cycle of binary outputs with a JSON sidecar (their formats: `io/npy.py`, `io/bigwig.py`).
 
 Every writer writes to a temporary file in the output folder and renames it into place only
 when the work succeeded, so a failed or interrupted run never leaves a truncated output and never
@@ -19,13 +20,11 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Sequence
 
 import numpy as np
-from numpy.lib.format import open_memmap
 
 from mxdna_cli.errors import UsageError
 
 STDOUT = "-"
 BED_STRANDS = ("+", "-", ".")
-BIGWIG_BATCH_VALUES = 1 << 20  # values buffered before one addEntries call (8 MB as float64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,20 +204,6 @@ def metadata_header_lines(meta: dict[str, Any]) -> list[str]:
 
 def _json_text(meta: dict[str, Any]) -> str:
     return json.dumps(meta, indent=2, default=_json_default) + "\n"
-
-
-def write_json_sidecar(path: str, meta: dict[str, Any]) -> str:
-    """Write `meta` to `path + ".json"` atomically and return that name."""
-    if path == STDOUT:
-        raise UsageError("stdout ('-') has no sidecar file; give an output file name")
-    sidecar = path + ".json"
-    with atomic_output(sidecar) as fh:
-        fh.write(_json_text(meta))
-    return sidecar
-
-
-# ---------------------------------------------------------------------------------------------
-# Text tables
 
 
 def _cell(value: Any, missing: str = ".") -> str:
@@ -426,199 +411,3 @@ class _BinaryOutput(_CommitOnExit, abc.ABC):
         self._done = True
         self._discard()
         _remove_quietly(self._temporary)
-
-
-class NpyWriter(_BinaryOutput):
-    """A (n_rows, n_cols) .npy matrix filled in place, plus `.index.tsv` and `.npy.json` sidecars.
-
-    The matrix is a memory map on a temporary file (rows can be written in any order without
-    holding the matrix in memory); index rows describe matrix rows in order, one line each.
-    """
-
-    def __init__(
-        self, path: str, n_rows: int, n_cols: int, dtype: Any,
-        index_columns: Sequence[str] = (), meta: dict[str, Any] | None = None,
-    ) -> None:
-        _refuse_stdout(path, "NPY")
-        if not path.endswith(".npy"):
-            raise UsageError(f"{path}: an NPY output name must end with .npy")
-        if n_rows < 0 or n_cols < 1:
-            raise ValueError(f"NPY shape ({n_rows}, {n_cols}) is invalid")
-        self.path = path
-        self.index_path = path[: -len(".npy")] + ".index.tsv"
-        self.shape = (n_rows, n_cols)
-        self.dtype = np.dtype(dtype)
-        self.meta = dict(meta or {})
-        self._written = np.zeros(n_rows, dtype=bool)  # 1 byte per row, to catch gaps at commit
-        self._index_rows = 0
-        self._done = False
-        self._temporary = _temporary_path(path)
-        self._index: TsvWriter | None = None
-        try:
-            self._matrix = open_memmap(
-                self._temporary, mode="w+", dtype=self.dtype, shape=self.shape
-            )
-            if index_columns:
-                self._index = TsvWriter(self.index_path, index_columns, self.meta)
-        except BaseException:
-            self.abort()
-            raise
-
-    def write_rows(self, offset: int, array: np.ndarray) -> None:
-        """Write rows offset .. offset+len(array)-1 (a 1-D array is one row)."""
-        rows = np.asarray(array)
-        rows = rows.reshape(1, -1) if rows.ndim == 1 else rows
-        if rows.ndim != 2 or rows.shape[1] != self.shape[1]:
-            raise ValueError(f"rows of shape {rows.shape} do not fit {self.shape[1]} columns")
-        if offset < 0 or offset + rows.shape[0] > self.shape[0]:
-            raise ValueError(f"rows {offset}..{offset + rows.shape[0]} outside 0..{self.shape[0]}")
-        self._matrix[offset : offset + rows.shape[0]] = rows
-        self._written[offset : offset + rows.shape[0]] = True
-
-    def write_index_row(self, values: Sequence[Any]) -> None:
-        """Describe the next matrix row (rows are described in order)."""
-        if self._index is None:
-            raise ValueError("this NpyWriter has no index columns")
-        self._index.write_row(values)
-        self._index_rows += 1
-
-    def _check_complete(self) -> None:
-        missing = int((~self._written).sum())
-        if missing:
-            first = int(np.argmin(self._written))
-            raise ValueError(f"{self.path}: {missing} rows never written (first: row {first})")
-        if self._index is not None and self._index_rows != self.shape[0]:
-            raise ValueError(
-                f"{self.index_path}: {self._index_rows} index rows for {self.shape[0]} matrix rows"
-            )
-
-    def _finish(self) -> dict[str, Any]:
-        """Check every row was written and flush the matrix."""
-        self._check_complete()
-        self._matrix.flush()
-        self._matrix = None  # drop the memory map before the rename
-        return {
-            **self.meta, "shape": list(self.shape), "dtype": self.dtype.name,
-            "index": os.path.basename(self.index_path) if self._index else None,
-        }
-
-    def _committed(self) -> None:
-        if self._index is not None:
-            self._index.close()
-
-    def _discard(self) -> None:
-        self._matrix = None
-        if self._index is not None:
-            self._index.abort()
-
-
-class BigWigWriter(_BinaryOutput):
-    """A bigWig track, written chromosome by chromosome in header order, plus a JSON sidecar.
-
-    add() buffers contiguous pieces and hands pyBigWig large fixedStep numpy batches (one entry
-    at a time is very slow). Entries must go in header order, sorted, non-overlapping, inside
-    the chromosome, and finite: anything else is a ValueError (pyBigWig itself would accept
-    entries past the chromosome end and NaN values without complaint).
-    """
-
-    def __init__(
-        self, path: str, chrom_sizes: Sequence[tuple[str, int]], meta: dict[str, Any] | None = None
-    ) -> None:
-        import pyBigWig  # imported here: only bigWig output needs it
-
-        _refuse_stdout(path, "bigWig")
-        if not chrom_sizes:
-            raise ValueError("a bigWig needs at least one chromosome")
-        names = [name for name, _ in chrom_sizes]
-        if len(set(names)) != len(names):
-            raise ValueError("duplicate chromosome names in the bigWig header")
-        if any(int(length) < 1 for _, length in chrom_sizes):
-            raise ValueError("bigWig chromosome lengths must be positive")
-        self.path = path
-        self.meta = dict(meta or {})
-        self._sizes = {name: int(length) for name, length in chrom_sizes}
-        self._order = {name: rank for rank, (name, _) in enumerate(chrom_sizes)}
-        self._chrom_rank = -1
-        self._chrom: str | None = None
-        self._position = 0  # end of the last entry on the current chromosome
-        self._pending: list[np.ndarray] = []  # contiguous values not yet given to pyBigWig
-        self._pending_start = 0
-        self._pending_span = 1
-        self._pending_values = 0
-        self._done = False
-        self._temporary = _temporary_path(path)
-        try:
-            self._bigwig = pyBigWig.open(self._temporary, "w")
-            # the header is written once, up front: pyBigWig cannot add chromosomes later
-            self._bigwig.addHeader([(name, int(length)) for name, length in chrom_sizes])
-        except BaseException:
-            _remove_quietly(self._temporary)
-            raise
-
-    def _enter_chrom(self, chrom: str) -> None:
-        rank = self._order.get(chrom)
-        if rank is None:
-            raise ValueError(f"chromosome '{chrom}' is not in the bigWig header")
-        if rank < self._chrom_rank:
-            raise ValueError(
-                f"chromosome '{chrom}' comes before '{self._chrom}' in the header; "
-                "bigWig entries must follow header order"
-            )
-        if rank > self._chrom_rank:
-            self._flush()
-            self._chrom, self._chrom_rank, self._position = chrom, rank, 0
-
-    def add(self, chrom: str, start: int, values: np.ndarray, span: int = 1) -> None:
-        """Values for consecutive `span`-base steps from `start` (fixedStep, step = span)."""
-        values = np.asarray(values, dtype=np.float64).ravel()
-        if values.size == 0:
-            return
-        if span < 1:
-            raise ValueError(f"span {span} must be at least 1")
-        self._enter_chrom(chrom)
-        end = start + span * values.size
-        if start < self._position:
-            raise ValueError(
-                f"{chrom}:{start}: entries must be sorted and not overlap "
-                f"(last end {self._position})"
-            )
-        if end > self._sizes[chrom]:
-            raise ValueError(
-                f"{chrom}:{start}-{end} runs past the chromosome end {self._sizes[chrom]}"
-            )
-        if not np.isfinite(values).all():
-            raise ValueError(
-                f"{chrom}:{start}-{end}: values must be finite "
-                "(readers take NaN to mean no data)"
-            )
-        contiguous = self._pending and start == self._position and span == self._pending_span
-        if not contiguous:
-            self._flush()
-            self._pending_start, self._pending_span = start, span
-        self._pending.append(values)
-        self._pending_values += values.size
-        self._position = end
-        if self._pending_values >= BIGWIG_BATCH_VALUES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        batch = np.concatenate(self._pending)
-        self._pending, self._pending_values = [], 0
-        self._bigwig.addEntries(
-            self._chrom, self._pending_start, values=batch,
-            span=self._pending_span, step=self._pending_span,
-        )
-        # the next batch continues right after this one
-        self._pending_start += batch.size * self._pending_span
-
-    def _finish(self) -> dict[str, Any]:
-        """Write the remaining entries and close the bigWig."""
-        self._flush()
-        self._bigwig.close()
-        return self.meta
-
-    def _discard(self) -> None:
-        with contextlib.suppress(Exception):
-            self._bigwig.close()

@@ -244,7 +244,8 @@ class SplitData:
 
 def load_split_tables(folder: str | Path, labels: Sequence[str] | None = None) -> SplitData:
     """A dataset folder of train.tsv / valid.tsv / test.tsv (`sequence`, `label`), read as finetune does."""
-    from mxdna_cli.train.finetune import SPLITS, order_labels, read_table
+    from mxdna_cli.io.labeled import read_table
+    from mxdna_cli.train.splits import SPLITS, order_labels
 
     folder = Path(folder)
     tables = {}

@@ -1,79 +1,113 @@
 """Fine-tune MxDNA as a sequence classifier (`mxdna finetune`): read labelled DNA, split, train, test.
 
-Inputs. Each input is `FILE` or `LABEL=FILE`; the format comes from the file name (`.gz` allowed):
+Inputs: the labelled-set formats of `mxdna_cli.io.labeled` (CSV/TSV, LABEL=FASTA, BED + genome).
+Labels are ordered numerically when they are all integers, else alphabetically, unless `labels`
+gives the order; with two classes the second is the positive class of F1/AUROC/AUPRC
+(`nonpromoter`, `promoter` -> `promoter`).
 
-* CSV/TSV (`.csv`, `.tsv`, `.txt`): a header naming a `sequence` and a `label` column (the GUE
-  format, `sequence,label`); other columns are ignored. `.csv` is comma-separated, `.tsv` tab-
-  separated, `.txt` is sniffed from the header. `LABEL=` is not allowed here.
-* FASTA (`.fa`, `.fasta`, `.fna`, `.fas`): one file per class. Every record gets the file's label:
-  `LABEL=` if given, else the file name without its extensions (`promoter.fa.gz` -> `promoter`).
-* BED (`.bed`) with `genome` (an indexed or indexable FASTA): the label is `LABEL=` if given (one BED
-  per class), else column 4 (the BED name) of each line. A region on the `-` strand (column 6) is
-  read reverse-complemented; a region without strand is read as `+`.
+Splits (`mxdna_cli.train.splits`). Inputs given as `valid`/`test` are used as they are; any split
+not given is carved from `train` by a seeded split stratified by class (`split`, default
+80/10/10). Every class needs at least 2 examples in every split, and at least two classes.
 
-Sequences may contain N and IUPAC codes (read as [UNK]); any other letter is a DataError naming the
-file, line or record and the position. Labels are ordered numerically when they are all integers,
-else alphabetically, unless `labels` gives the order; with two classes the second is the positive
-class of F1/AUROC/AUPRC (`nonpromoter`, `promoter` -> `promoter`).
-
-Splits. Inputs given as `valid`/`test` are used as they are; any split not given is carved from
-`train` by a seeded split stratified by class (`split`, default 80/10/10). Every class needs at
-least 2 examples in every split, and there must be at least two classes: otherwise DataError.
-
-Model. Either from pretrained weights (`pretrained`: a masked-LM model folder or bundled name;
-its backbone `model.*` and, for pooling="decoder", the MLM's cross-attention `decoder.*` and the
-LayerNorm `norm.*` after it are copied into the classifier, whose head is freshly initialised) or
-from scratch (`from_scratch` with a `preset`). Training: AdamW (no decay on biases and norms),
-linear warmup then linear or cosine decay to 0, class-weighted cross-entropy ("balanced" weights
-n / (C n_c) from the training split), evaluation on the validation split every epoch (or every
+Model (`mxdna_cli.train.transfer`): from pretrained weights (`pretrained`: a masked-LM model folder
+or bundled name) or from scratch (`from_scratch` with a `preset`). Training
+(`mxdna_cli.train.optim`): AdamW (no decay on biases and norms), linear warmup then linear or
+cosine decay to 0, class-weighted cross-entropy ("balanced" weights n / (C n_c) from the training
+split), `batch_size` examples per step in `grad_accum` micro-batches (over processes under
+torchrun, `mxdna_cli.train.distributed`), evaluation on the validation split every epoch (or every
 `eval_every` steps), early stopping when the validation MCC has not strictly improved for
 `patience` evaluations; the best model (by validation MCC) is restored, scored on the test split
 and saved with `weights.save_model` plus a markdown card (`README.md`) and `training_log.tsv`.
 
+Interruption. Every `checkpoint_every` steps, at an interrupt and when training ends, the whole
+state (model, optimiser, schedule, RNG states, position in the data order, best validation state,
+log) goes to `checkpoint.pt` in the run area `.NAME.run/` beside the output folder; `resume`
+continues from it and ends with the weights the uninterrupted run would have had. The run area is
+removed once the model folder is written; the model folder itself only ever appears complete.
+
 A run is deterministic on the CPU given its seed (model initialisation, data order and router
-jitter are all drawn from seeded generators).
+jitter are all drawn from seeded generators). The loss of a step is the class-weighted mean over
+all its examples, however they are cut into micro-batches, so accumulation (and torchrun) only
+change how the floating-point sums are grouped; with `grad_accum` > 1 every micro-batch draws its
+router jitter from its own seed, so that it is the same whichever process trains on it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
+import hashlib
 import io
+import json
 import math
 import os
 import shutil
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mxdna_cli import sequence as vocab
-from mxdna_cli.runtime import pick_device
 from mxdna_cli.errors import DataError, UsageError
-from mxdna_cli.io.bed import is_skipped, read_bed
-from mxdna_cli.io.faidx import IndexedFasta
-from mxdna_cli.io.fasta import check_input_file, open_text_input, raw_entries
+from mxdna_cli.io.labeled import read_labeled, read_table  # noqa: F401 (read_table: scripts import it from here)
 from mxdna_cli.model.config import ModelConfig
-from mxdna_cli.model.mxdna import POOLINGS, MxDNAForSequenceClassification, pad_batch
+from mxdna_cli.model.mxdna import MxDNAForSequenceClassification
+from mxdna_cli.runtime import class_probabilities, pick_device
+from mxdna_cli.train import distributed
 from mxdna_cli.train.metrics import METRIC_NAMES, classification_metrics
+from mxdna_cli.train.optim import (
+    PRECISIONS,
+    SCHEDULES,
+    adamw,
+    autocast,
+    autocast_dtype,
+    lambda_schedule,
+    precision_reason,
+    resolve_precision,
+    warmup_decay,
+)
+from mxdna_cli.train.splits import (
+    SPLITS,
+    check_split_counts,
+    class_counts,
+    class_weights_for,
+    order_labels,
+    stratified_split,
+)
+from mxdna_cli.train.transfer import load_pretrained_backbone, new_classifier
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
-FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
-BED_SUFFIXES = (".bed",)
-COMPRESSED_SUFFIXES = (".gz", ".bgz")
-SPLITS = ("train", "valid", "test")
-MIN_PER_CLASS = 2
-SCHEDULES = ("linear", "cosine")
+__all__ = [
+    "FinetuneData",
+    "FinetuneSettings",
+    "build_classifier",
+    "check_out_dir",
+    "class_weights",
+    "evaluate_classifier",
+    "load_finetune_data",
+    "load_pretrained_backbone",
+    "lr_factor",
+    "predict_probabilities",
+    "read_labeled",
+    "run_area",
+    "run_finetune",
+    "stratified_split",
+]
+
 CLASS_WEIGHTINGS = ("balanced", "none")
 LOG_FILE = "training_log.tsv"
 CARD_NAME = "README.md"
+CHECKPOINT = "checkpoint.pt"
+RUN_SETTINGS = "settings.json"
 LOG_COLUMNS = ("step", "epoch", "kind", "loss", "lr", *METRIC_NAMES, "seconds")
-
+# Settings that may differ when a run is resumed: where and how fast it runs, not what it computes
+# (grad_accum only regroups the sums of a step; precision is recorded with every run).
+RESUMABLE_CHANGES = {"threads", "device", "grad_accum", "checkpoint_every", "precision", "resume"}
+lr_factor = warmup_decay  # the fine-tuning schedule (kept under its old name)
 
 @dataclass
 class FinetuneSettings:
@@ -91,7 +125,8 @@ class FinetuneSettings:
     seed: int = 0
     epochs: int = 10
     max_steps: int | None = None  # stop after this many optimiser steps in all (overrides epochs)
-    batch_size: int = 16
+    batch_size: int = 16  # examples per optimiser step (over all micro-batches and processes)
+    grad_accum: int = 1  # micro-batches per step, summed before the step (a multiple of the process count)
     eval_batch_size: int = 64
     lr: float = 1e-4
     weight_decay: float = 0.01
@@ -106,267 +141,10 @@ class FinetuneSettings:
     half: bool = False  # store the classifier as float16
     threads: int = 2
     device: str = "auto"
+    precision: str = "auto"  # training compute: auto (bf16 where native), float32 or bfloat16
+    checkpoint_every: int = 100  # optimiser steps between checkpoints in the run area
+    resume: bool = False  # continue the interrupted run whose checkpoint is in the run area
 
-
-# ---------------------------------------------------------------------------------------------
-# Reading labelled sequences
-
-
-@dataclass
-class LabeledExamples:
-    """Sequences (text), their labels (strings) and where each came from (file:line or record)."""
-
-    sequences: list[str] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-
-    def extend(self, other: "LabeledExamples") -> None:
-        self.sequences += other.sequences
-        self.labels += other.labels
-        self.sources += other.sources
-
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-
-def parse_input_spec(spec: str) -> tuple[str | None, str]:
-    """`FILE` or `LABEL=FILE` -> (label or None, path). An existing file named with '=' is a file."""
-    if os.path.exists(spec) or "=" not in spec:
-        return None, spec
-    label, path = spec.split("=", 1)
-    if not label.strip():
-        raise UsageError(f"input '{spec}': empty label before '='; use LABEL=FILE")
-    return label.strip(), path
-
-
-def input_format(path: str) -> str:
-    """'table', 'fasta' or 'bed', from the file name."""
-    name = Path(path).name.lower()
-    for suffix in COMPRESSED_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    if name.endswith(TABLE_SUFFIXES):
-        return "table"
-    if name.endswith(FASTA_SUFFIXES):
-        return "fasta"
-    if name.endswith(BED_SUFFIXES):
-        return "bed"
-    known = ", ".join(TABLE_SUFFIXES + FASTA_SUFFIXES + BED_SUFFIXES)
-    raise UsageError(f"{path}: unknown input format (file name must end in {known}, optionally .gz)")
-
-
-def file_stem(path: str) -> str:
-    """`data/promoter.fa.gz` -> `promoter`."""
-    name = Path(path).name
-    lowered = name.lower()
-    for suffix in COMPRESSED_SUFFIXES:
-        if lowered.endswith(suffix):
-            name, lowered = name[: -len(suffix)], lowered[: -len(suffix)]
-    for suffix in TABLE_SUFFIXES + FASTA_SUFFIXES + BED_SUFFIXES:
-        if lowered.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def _check_sequence(sequence: str, where: str) -> str:
-    if not sequence:
-        raise DataError(f"{where}: empty sequence")
-    vocab.encode(sequence, where)  # DataError naming `where` and the position of a non-DNA letter
-    return sequence
-
-
-def read_table(path: str) -> LabeledExamples:
-    """A CSV/TSV file with `sequence` and `label` columns (header required, any column order)."""
-    check_input_file(path)
-    lowered = Path(path).name.lower()
-    examples = LabeledExamples()
-    try:
-        with open_text_input(path) as handle:
-            lines = enumerate(handle, start=1)
-            header_number, header = next(((n, line) for n, line in lines if line.strip()), (0, ""))
-            if not header:
-                raise DataError(f"{path}: empty file, expected a header with 'sequence' and 'label' columns")
-            if ".tsv" in lowered:
-                delimiter = "\t"
-            elif ".csv" in lowered:
-                delimiter = ","
-            else:
-                delimiter = "\t" if "\t" in header else ","
-            columns = [c.strip().lower() for c in next(csv.reader([header], delimiter=delimiter))]
-            if "sequence" not in columns or "label" not in columns:
-                raise DataError(
-                    f"{path}:{header_number}: expected a header with 'sequence' and 'label' columns, "
-                    f"found {header.strip()[:60]!r}"
-                )
-            seq_col, label_col = columns.index("sequence"), columns.index("label")
-            for number, line in lines:
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                row = next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter))
-                if len(row) <= max(seq_col, label_col):
-                    raise DataError(f"{where}: expected {len(columns)} columns, got {len(row)}")
-                sequence, label = row[seq_col].strip(), row[label_col].strip()
-                if not label:
-                    raise DataError(f"{where}: empty label")
-                examples.sequences.append(_check_sequence(sequence, where))
-                examples.labels.append(label)
-                examples.sources.append(where)
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"{path}: cannot read as CSV/TSV text ({error})") from None
-    if not examples.sequences:
-        raise DataError(f"{path}: no sequences (only a header)")
-    return examples
-
-
-def read_fasta_class(path: str, label: str | None = None) -> LabeledExamples:
-    """Every record of a FASTA file (plain or gzip), all with one label (default: the file name's stem).
-
-    Unlike a genome, a labelled set may repeat record names (CNNProm's headers are gene
-    descriptions), so names are not required to be unique here.
-    """
-    check_input_file(path)
-    label = label if label is not None else file_stem(path)
-    examples = LabeledExamples()
-    for number, (name, sequence, quality) in enumerate(raw_entries(path), start=1):
-        where = f"{path}: record {number} '{name}'"
-        if quality is not None:
-            raise DataError(f"{where} is FASTQ; FASTA needed")
-        examples.sequences.append(_check_sequence(sequence, where))
-        examples.labels.append(label)
-        examples.sources.append(where)
-    if not examples.sequences:
-        raise DataError(f"{path}: no FASTA records found")
-    return examples
-
-
-def _bed_line_numbers(path: str) -> list[int]:
-    """Line number of each region of a BED file, in the order `read_bed` returns them."""
-    with open_text_input(path) as handle:
-        return [number for number, line in enumerate(handle, start=1) if not is_skipped(line)]
-
-
-def read_bed_labeled(path: str, genome: str | None, label: str | None = None) -> LabeledExamples:
-    """BED regions fetched from `genome` ('-' strand reverse-complemented); label: given or column 4."""
-    if genome is None:
-        raise UsageError(f"{path}: a BED input needs a genome FASTA to read the sequences from (--genome)")
-    regions = read_bed(path)
-    numbers = _bed_line_numbers(path)
-    examples = LabeledExamples()
-    with IndexedFasta(genome) as fasta:
-        for region, number in zip(regions, numbers):
-            where = f"{path}:{number}"
-            region_label = label if label is not None else region.name
-            if not region_label:
-                raise DataError(
-                    f"{where}: no label: column 4 (name) holds the class label, or give the file as LABEL={path}"
-                )
-            try:
-                sequence = fasta.fetch(region)
-            except DataError as error:
-                raise DataError(f"{where}: {error}") from None
-            if region.strand == "-":
-                sequence = vocab.reverse_complement(sequence)
-            examples.sequences.append(_check_sequence(sequence, where))
-            examples.labels.append(region_label)
-            examples.sources.append(where)
-    return examples
-
-
-def read_labeled(specs: Sequence[str], genome: str | None = None) -> LabeledExamples:
-    """Read and concatenate inputs given as FILE or LABEL=FILE (see the module docstring)."""
-    examples = LabeledExamples()
-    for spec in specs:
-        label, path = parse_input_spec(spec)
-        check_input_file(path)
-        kind = input_format(path)
-        if kind == "table":
-            if label is not None:
-                raise UsageError(f"input '{spec}': a CSV/TSV file has its own label column; give it without LABEL=")
-            examples.extend(read_table(path))
-        elif kind == "fasta":
-            examples.extend(read_fasta_class(path, label))
-        else:
-            examples.extend(read_bed_labeled(path, genome, label))
-    return examples
-
-
-# ---------------------------------------------------------------------------------------------
-# Labels and splits
-
-
-def order_labels(labels: Sequence[str], explicit: Sequence[str] | None = None) -> list[str]:
-    """The class order: `explicit`, else numeric when all labels are integers, else alphabetical."""
-    present = set(labels)
-    if explicit:
-        explicit = [str(label) for label in explicit]
-        if len(set(explicit)) != len(explicit):
-            raise UsageError(f"labels {explicit}: a label is repeated")
-        unknown = sorted(present - set(explicit))
-        if unknown:
-            raise DataError(f"label '{unknown[0]}' in the data is not among the given labels ({', '.join(explicit)})")
-        ordered = list(explicit)
-    else:
-        try:
-            ordered = sorted(present, key=lambda text: (int(text), text))
-        except ValueError:
-            ordered = sorted(present)
-    if len(present) < 2:
-        only = next(iter(present)) if present else "none"
-        raise DataError(f"only one class in the data ('{only}'): a classifier needs at least two labels")
-    missing = [label for label in ordered if label not in present]
-    if missing:
-        raise DataError(f"class '{missing[0]}' has no examples in the data")
-    return ordered
-
-
-def _carve(indices: np.ndarray, y: np.ndarray, fraction: float, rng: np.random.Generator):
-    """Split `indices` into (rest, carved) with round(n_c * fraction) of each class carved."""
-    rest, carved = [], []
-    for label in np.unique(y[indices]):
-        members = indices[y[indices] == label]
-        members = members[rng.permutation(len(members))]
-        take = int(math.floor(len(members) * fraction + 0.5))
-        carved.append(members[:take])
-        rest.append(members[take:])
-    return np.sort(np.concatenate(rest)), np.sort(np.concatenate(carved))
-
-
-def stratified_split(y: Sequence[int], fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded split of example indices into train/valid/test, stratified by class.
-
-    Each class c of n_c examples gives round(n_c * valid) to validation and round(n_c * test) to
-    test; the rest trains. Returns sorted index arrays.
-    """
-    fractions = tuple(float(f) for f in fractions)
-    if len(fractions) != 3 or min(fractions) < 0 or fractions[0] <= 0 or abs(sum(fractions) - 1) > 1e-6:
-        raise UsageError(f"split {fractions}: need three fractions (train, valid, test) that sum to 1, train > 0")
-    y = np.asarray(y)
-    rng = np.random.default_rng([seed, 2])
-    all_indices = np.arange(len(y))
-    rest, test = _carve(all_indices, y, fractions[2], rng)
-    # valid is a share of what is left, so that the three shares match `fractions`
-    remaining = fractions[0] + fractions[1]
-    train, valid = _carve(rest, y, fractions[1] / remaining if remaining else 0.0, rng)
-    return {"train": train, "valid": valid, "test": test}
-
-
-def class_counts(y: np.ndarray, labels: Sequence[str]) -> dict[str, int]:
-    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(labels))
-    return {label: int(count) for label, count in zip(labels, counts)}
-
-
-def check_split_counts(counts: dict[str, dict[str, int]]) -> None:
-    """DataError unless every class has at least MIN_PER_CLASS examples in every split."""
-    for split, per_class in counts.items():
-        for label, count in per_class.items():
-            if count < MIN_PER_CLASS:
-                total = sum(c[label] for c in counts.values())
-                raise DataError(
-                    f"class '{label}' has {count} example(s) in the {split} split ({total} in all); every class needs "
-                    f"at least {MIN_PER_CLASS} in each of train, valid and test: give more examples of it, "
-                    "larger split fractions, or explicit split files"
-                )
 
 
 @dataclass
@@ -440,72 +218,25 @@ def load_finetune_data(settings: FinetuneSettings) -> FinetuneData:
     return FinetuneData(labels=labels, sequences=sequences, y=y, info=info)
 
 
+
+def data_fingerprint(data: FinetuneData) -> str:
+    """SHA-256 of the splits' sequences and labels: a resumed run must train on the same data."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        for sequence, label in zip(data.sequences[split], data.y[split].tolist()):
+            digest.update(f"{split}\t{label}\t{sequence}\n".encode())
+    return digest.hexdigest()
+
+
 # ---------------------------------------------------------------------------------------------
-# Model: build, load pretrained weights
-
-
-def backbone_keys(key: str, pooling: str) -> bool:
-    """Whether a pretrained tensor is copied into a classifier with this pooling."""
-    if key.startswith("model."):
-        return True
-    return pooling == "decoder" and (key.startswith("decoder.") or key.startswith("norm."))
-
-
-def load_pretrained_backbone(classifier: MxDNAForSequenceClassification, source: str | None) -> dict:
-    """Copy a saved model's backbone (and, for pooling="decoder", decoder and norm) into `classifier`.
-
-    `source` is a model folder or bundled name (None: the default model). The configurations must
-    agree apart from the classifier dropout. Returns provenance: path, name, task, sha256, copied keys.
-    """
-    from mxdna_cli.weights import load_model, resolve_model
-
-    folder = resolve_model(source)
-    pretrained, info = load_model(folder)
-    if _comparable(info.config) != _comparable(classifier.config):
-        raise DataError(f"{folder}: its model configuration does not match the classifier's")
-    target = classifier.state_dict()
-    copied = []
-    with torch.no_grad():
-        for key, value in pretrained.state_dict().items():
-            if backbone_keys(key, classifier.pooling):
-                if key not in target or target[key].shape != value.shape:
-                    raise DataError(f"{folder}: tensor {key} does not fit the classifier")
-                target[key].copy_(value.to(target[key].dtype))
-                copied.append(key)
-    needed = [k for k in target if backbone_keys(k, classifier.pooling)]
-    missing = sorted(set(needed) - set(copied))
-    if missing:
-        raise DataError(f"{folder}: has no tensor {missing[0]} to start the classifier from (a {info.task} model)")
-    return {"path": str(folder), "name": info.name, "task": info.task, "sha256": info.sha256,
-            "config": info.config.name, "trained": info.trained, "copied_tensors": len(copied)}
-
-
-def _comparable(config: ModelConfig) -> dict:
-    values = config.to_dict()
-    values.pop("classifier_dropout", None)
-    values.pop("name", None)
-    return values
+# Model
 
 
 def build_classifier(settings: FinetuneSettings, num_labels: int) -> tuple[MxDNAForSequenceClassification, dict | None]:
     """A seeded classifier, from pretrained weights or (from_scratch) a preset."""
-    if settings.pooling not in POOLINGS:
-        raise UsageError(f"pooling '{settings.pooling}': choose from {', '.join(POOLINGS)}")
-    if settings.from_scratch and settings.pretrained is not None:
-        raise UsageError("give either pretrained weights or from_scratch, not both")
-    if settings.from_scratch:
-        config, source = ModelConfig.preset(settings.preset), None
-    else:
-        from mxdna_cli.weights import read_info, resolve_model
-
-        source = resolve_model(settings.pretrained)
-        config = read_info(source).config
-    if settings.classifier_dropout is not None:
-        config = replace(config, classifier_dropout=float(settings.classifier_dropout))
-    torch.manual_seed(settings.seed)
-    model = MxDNAForSequenceClassification(config, num_labels=num_labels, pooling=settings.pooling)
-    provenance = None if source is None else load_pretrained_backbone(model, str(source))
-    return model, provenance
+    return new_classifier(num_labels, pooling=settings.pooling, pretrained=settings.pretrained,
+                          from_scratch=settings.from_scratch, preset=settings.preset,
+                          classifier_dropout=settings.classifier_dropout, seed=settings.seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,7 +249,6 @@ def _ids(sequence) -> np.ndarray:
     return vocab.encode(sequence)
 
 
-@torch.no_grad()
 def predict_probabilities(
     model: MxDNAForSequenceClassification,
     sequences: Sequence,
@@ -530,15 +260,11 @@ def predict_probabilities(
     """Class probabilities (N, C) float32 for DNA texts or id arrays, in input order (eval mode)."""
     was_training = model.training
     model.eval()
-    device = torch.device(device)
     rows = []
     try:
         for start in range(0, len(sequences), batch_size):
             batch = [_ids(s) for s in sequences[start : start + batch_size]]
-            input_ids, mask = pad_batch(batch, device)
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                logits = model(input_ids, mask).logits
-            rows.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+            rows.append(class_probabilities(model, batch, device, autocast_dtype))
     finally:
         model.train(was_training)
     if not rows:
@@ -569,31 +295,25 @@ def evaluate_classifier(
 # Training
 
 
-def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
-    """Linear warmup from 0 to 1 over `warmup` steps, then linear or cosine decay to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    if schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * progress))
-    return 1.0 - progress
-
-
 def class_weights(y: np.ndarray, num_labels: int, how: str) -> torch.Tensor | None:
-    if how == "none":
-        return None
-    counts = np.bincount(y, minlength=num_labels).astype(np.float64)
-    return torch.tensor(len(y) / (num_labels * counts), dtype=torch.float32)
+    weights = class_weights_for(y, num_labels, how)
+    return None if weights is None else torch.tensor(weights, dtype=torch.float32)
 
 
 def _check_settings(settings: FinetuneSettings) -> None:
     if settings.schedule not in SCHEDULES:
         raise UsageError(f"schedule '{settings.schedule}': choose from {', '.join(SCHEDULES)}")
+    if settings.precision not in PRECISIONS:
+        raise UsageError(f"precision '{settings.precision}': choose from {', '.join(PRECISIONS)}")
     if settings.class_weighting not in CLASS_WEIGHTINGS:
         raise UsageError(f"class weighting '{settings.class_weighting}': choose from {', '.join(CLASS_WEIGHTINGS)}")
-    for name in ("epochs", "batch_size", "eval_batch_size", "patience", "threads", "max_length"):
+    for name in ("epochs", "batch_size", "eval_batch_size", "patience", "threads", "max_length", "grad_accum",
+                 "checkpoint_every"):
         if getattr(settings, name) < 1:
             raise UsageError(f"{name} must be at least 1")
+    if settings.grad_accum > settings.batch_size:
+        raise UsageError(f"grad_accum {settings.grad_accum} is more than batch_size {settings.batch_size}: "
+                         "a micro-batch needs at least one example")
     if settings.max_steps is not None and settings.max_steps < 1:
         raise UsageError("max_steps must be at least 1")
     if settings.eval_every is not None and settings.eval_every < 1:
@@ -643,6 +363,23 @@ def check_out_dir(out_dir: str) -> None:
         raise UsageError(f"-o {out_dir}: parent folder {parent} is not writable")
 
 
+def run_area(out_dir: str) -> Path:
+    """Where a run into `out_dir` keeps its checkpoint until the model folder is written: `.NAME.run/` beside it."""
+    out = Path(out_dir).resolve()
+    return out.parent / f".{out.name}.run"
+
+
+def check_resume(settings: FinetuneSettings) -> None:
+    """--resume needs the run area's checkpoint; a fresh run must not silently replace one."""
+    area = run_area(settings.out_dir)
+    has_checkpoint = (area / CHECKPOINT).is_file()
+    if settings.resume and not has_checkpoint:
+        raise UsageError(f"--resume: no checkpoint of an interrupted run into -o {settings.out_dir} (looked in {area})")
+    if not settings.resume and has_checkpoint:
+        raise UsageError(f"-o {settings.out_dir}: an interrupted run left its checkpoint in {area}; "
+                         "pass --resume to continue it, or remove that folder to start afresh")
+
+
 @contextlib.contextmanager
 def staged_folder(out_dir: str):
     """A hidden folder beside `out_dir` to write into; renamed to `out_dir` when the block succeeds,
@@ -660,115 +397,292 @@ def staged_folder(out_dir: str):
         raise
 
 
-def run_finetune(settings: FinetuneSettings, progress: Callable[[int, dict], None] | None = None) -> dict:
+class FinetuneTrainer:
+    """The training state of one run (model, optimiser, schedule, data order, best validation
+    state, log) and its steps; `state_dict` / `load_state_dict` make it resumable exactly."""
+
+    def __init__(self, settings: FinetuneSettings, data: FinetuneData, model: MxDNAForSequenceClassification,
+                 device: torch.device, precision: str, world: distributed.World) -> None:
+        self.settings, self.data, self.model, self.device, self.world = settings, data, model, device, world
+        self.precision = precision
+        self.train_autocast = autocast_dtype(precision)
+        # evaluation as before: the float32 model's metrics on the CPU, bf16 on CUDA
+        self.eval_autocast = torch.bfloat16 if device.type == "cuda" else None
+        self.train_ids = [vocab.encode(s) for s in data.sequences["train"]]
+        self.y_train = data.y["train"]
+        weights = class_weights_for(self.y_train, len(data.labels), settings.class_weighting)
+        self.example_weights = np.ones(len(data.labels)) if weights is None else weights
+        self.weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
+        self.steps_per_epoch = math.ceil(len(self.train_ids) / settings.batch_size)
+        total = settings.epochs * self.steps_per_epoch
+        self.total_steps = total if settings.max_steps is None else min(total, settings.max_steps)
+        warmup = int(settings.warmup_ratio * self.total_steps)
+        self.optimizer = adamw(model, lr=settings.lr, weight_decay=settings.weight_decay)
+        self.scheduler = lambda_schedule(
+            self.optimizer, lambda step: warmup_decay(step, warmup, self.total_steps, settings.schedule))
+        self.order_rng = np.random.default_rng([settings.seed, 1])
+        self.eval_every = settings.eval_every or self.steps_per_epoch
+        self.order: np.ndarray | None = None  # this epoch's permutation of the training examples
+        self.position = 0  # examples of `order` already trained on
+        self.step = 0
+        self.best = {"mcc": -math.inf, "step": 0, "state": None, "metrics": None}
+        self.evaluations_since_best = 0
+        self.stopped_early = False
+        self.log_rows: list[dict] = []
+        self.seconds = 0.0  # training time before this process started (resumed runs)
+        self.consistent = True  # False while the optimiser is changing the weights
+
+    @property
+    def finished(self) -> bool:
+        return self.stopped_early or self.step >= self.total_steps
+
+    # -------------------------------------------------------- state
+
+    def state_dict(self) -> dict:
+        return {
+            "format": 1,
+            "settings": _clean(asdict(self.settings)),
+            "data_sha256": data_fingerprint(self.data),
+            "precision": self.precision,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "order_rng": self.order_rng.bit_generator.state,
+            "order": None if self.order is None else self.order.copy(),
+            "position": self.position,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "step": self.step,
+            "best": self.best,
+            "evaluations_since_best": self.evaluations_since_best,
+            "stopped_early": self.stopped_early,
+            "log": self.log_rows,
+            "seconds": self.seconds,
+        }
+
+    def load_state_dict(self, state: dict, where: Path) -> None:
+        old, new = state["settings"], _clean(asdict(self.settings))
+        for key, value in new.items():
+            if key not in RESUMABLE_CHANGES and old.get(key) != value:
+                raise UsageError(f"{where}: the interrupted run was made with {key}={old.get(key)!r}, not {value!r} "
+                                 "(resume with the same settings, or remove the folder to start afresh)")
+        if state["data_sha256"] != data_fingerprint(self.data):
+            raise DataError(f"{where}: the interrupted run was trained on other data (its inputs have changed)")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.order_rng.bit_generator.state = state["order_rng"]
+        self.order, self.position = state["order"], state["position"]
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step, self.best = state["step"], state["best"]
+        self.evaluations_since_best, self.stopped_early = state["evaluations_since_best"], state["stopped_early"]
+        self.log_rows, self.seconds = state["log"], state["seconds"]
+
+    # -------------------------------------------------------- steps
+
+    def next_batch(self) -> np.ndarray:
+        """The examples of the next step, in the seeded order of the epoch (a new order each epoch)."""
+        if self.order is None or self.position >= len(self.order):
+            self.order = self.order_rng.permutation(len(self.train_ids))
+            self.position = 0
+        chosen = self.order[self.position : self.position + self.settings.batch_size]
+        self.position += len(chosen)
+        return chosen
+
+    def _micro_batch_loss(self, chosen: np.ndarray, total_weight: float, batch_size: int) -> torch.Tensor:
+        """This micro-batch's share of the step loss: its class-weighted cross-entropy summed and
+        divided by the whole step's weight, plus its size's share of the load-balancing loss."""
+        input_ids, mask = _pad(self.train_ids, chosen, self.device)
+        labels = torch.from_numpy(self.y_train[chosen]).to(self.device)
+        with autocast(self.device, self.train_autocast):
+            out = self.model(input_ids, mask)
+        cross_entropy = F.cross_entropy(out.logits.float(), labels, weight=self.weights, reduction="sum")
+        balance = self.model.config.load_balancing_coef * out.load_balancing_loss
+        return cross_entropy / total_weight + balance * (len(chosen) / batch_size)
+
+    def train_step(self) -> dict:
+        s = self.settings
+        chosen = self.next_batch()
+        total_weight = float(self.example_weights[self.y_train[chosen]].sum())
+        micro_batches = np.array_split(chosen, s.grad_accum)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = 0.0
+        for index in distributed.my_micro_batches(s.grad_accum, self.world):
+            part = micro_batches[index]
+            if len(part) == 0:  # the last, short step of an epoch
+                continue
+            if s.grad_accum == 1:  # one micro-batch: the global RNG stream, as without accumulation
+                part_loss = self._micro_batch_loss(part, total_weight, len(chosen))
+                part_loss.backward()
+            else:
+                devices = [self.device] if self.device.type == "cuda" else []
+                with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+                    torch.manual_seed(distributed.micro_batch_seed(s.seed, self.step, index))
+                    part_loss = self._micro_batch_loss(part, total_weight, len(chosen))
+                    part_loss.backward()
+            loss += float(part_loss.detach())
+        distributed.sum_gradients(self.model, self.world)
+        (loss,) = distributed.sum_values([loss], self.world, self.device)
+        if s.clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.consistent = False  # an interrupt now would catch the weights half-updated
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.consistent = True
+        return {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "kind": "train",
+                "loss": loss, "lr": lr}
+
+    def validate(self) -> tuple[dict, dict] | tuple[None, None]:
+        """Rank 0 scores the validation split and keeps the best state; every process learns
+        whether to stop (rank 0 decides, so that all stop at the same step)."""
+        row = result = None
+        stop = False
+        if self.world.main:
+            result = evaluate_classifier(self.model, self.data.sequences["valid"], self.data.y["valid"],
+                                         self.settings.eval_batch_size, self.device, self.eval_autocast)
+            self.model.train()
+            row = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "kind": "validation",
+                   "loss": result["loss"], **{name: result[name] for name in METRIC_NAMES}}
+            if result["mcc"] > self.best["mcc"]:
+                self.best = {"mcc": result["mcc"], "step": self.step, "metrics": _public_metrics(result),
+                             "state": {k: v.detach().clone().cpu() for k, v in self.model.state_dict().items()}}
+                self.evaluations_since_best = 0
+            else:
+                self.evaluations_since_best += 1
+                stop = self.evaluations_since_best >= self.settings.patience and self.step < self.total_steps
+        self.stopped_early = distributed.broadcast_flag(stop, self.world, self.device)
+        return row, result
+
+
+def _pad(train_ids: list[np.ndarray], chosen: np.ndarray, device: torch.device):
+    from mxdna_cli.model.mxdna import pad_batch
+
+    return pad_batch([train_ids[i] for i in chosen], device)
+
+
+def save_checkpoint(trainer: FinetuneTrainer, area: Path) -> None:
+    """Write the state atomically (a cut-off write leaves the previous checkpoint whole)."""
+    if not trainer.world.main:
+        return
+    area.mkdir(parents=True, exist_ok=True)
+    tmp = area / (CHECKPOINT + ".tmp")
+    torch.save(trainer.state_dict(), tmp)
+    os.replace(tmp, area / CHECKPOINT)
+
+
+def run_finetune(
+    settings: FinetuneSettings,
+    progress: Callable[[int, dict], None] | None = None,
+    say: Callable[[str], None] | None = None,
+    stop_after_steps: int | None = None,
+) -> dict:
     """Fine-tune, early-stop on validation MCC, test, and save the classifier folder.
 
     `progress(step, row)` is called after every optimiser step (row kind "train": loss, lr) and
-    every evaluation (row kind "validation": loss and the metrics). Returns a summary: out_dir,
-    labels, window, metrics (test and best validation), best_step, steps, epochs, stopped_early,
-    seconds, pretrained_from.
+    every evaluation (row kind "validation": loss and the metrics); `say(text)` gets one-line
+    notes (the precision, a resume, an interrupt). `stop_after_steps` stops (as an interrupt would,
+    leaving a resumable checkpoint) after that many steps of this call; returns {"interrupted":
+    True, "step": ...} then. Otherwise returns a summary: out_dir, labels, window, metrics (test
+    and best validation), best_step, steps, epochs, stopped_early, seconds, pretrained_from,
+    precision. Under torchrun, processes other than rank 0 return {"rank": r, "steps": ...}.
     """
+    say = say or (lambda text: None)
     _check_settings(settings)
     check_out_dir(settings.out_dir)
+    check_resume(settings)
     started = time.monotonic()
     torch.set_num_threads(settings.threads)
-    device = pick_device(settings.device)
-    autocast = torch.bfloat16 if device.type == "cuda" else None
+    world, device = distributed.join_world(pick_device(settings.device))
+    try:
+        distributed.check_micro_batches(settings.grad_accum, world)
+        return _run(settings, progress, say, stop_after_steps, started, world, device)
+    finally:
+        distributed.leave_world(world)
+
+
+def _run(settings, progress, say, stop_after_steps, started, world, device) -> dict:
+    area = run_area(settings.out_dir)
+    state = None
+    if settings.resume:
+        state = torch.load(area / CHECKPOINT, map_location="cpu", weights_only=False)
+    precision = resolve_precision(settings.precision, device)
+    if state is not None and settings.precision == "auto" and state.get("precision") in ("float32", "bfloat16"):
+        precision = resolve_precision(state["precision"], device)  # carry on as the run began
     data = load_finetune_data(settings)
     num_labels = len(data.labels)
     model, pretrained_from = build_classifier(settings, num_labels)
     model.to(device).train()
-
-    train_ids = [vocab.encode(s) for s in data.sequences["train"]]
-    y_train = data.y["train"]
-    weights = class_weights(y_train, num_labels, settings.class_weighting)
-    weights = None if weights is None else weights.to(device)
-
-    steps_per_epoch = math.ceil(len(train_ids) / settings.batch_size)
-    total_steps = settings.epochs * steps_per_epoch
-    if settings.max_steps is not None:
-        total_steps = min(total_steps, settings.max_steps)
-    warmup = int(settings.warmup_ratio * total_steps)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=settings.lr, betas=(0.9, 0.98), eps=1e-6,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup, total_steps, settings.schedule)
-    )
-    order_rng = np.random.default_rng([settings.seed, 1])
-    eval_every = settings.eval_every or steps_per_epoch
-
-    log_rows: list[dict] = []
+    trainer = FinetuneTrainer(settings, data, model, device, precision, world)
+    if state is not None:
+        trainer.load_state_dict(state, area)
+        del state
+        say(f"resumed the run in {area} at step {trainer.step}")
+    asked = "auto" if settings.precision == "auto" else settings.precision
+    say(f"training in {precision_reason(precision, device, asked)} on {device}"
+        + (f", {world.size} processes" if world.distributed else ""))
+    if world.main:
+        area.mkdir(parents=True, exist_ok=True)
+        run_settings = {**_clean(asdict(settings)), "precision_used": precision, "world_size": world.size}
+        (area / RUN_SETTINGS).write_text(json.dumps(run_settings, indent=2) + "\n")
+    resumed_seconds = trainer.seconds
 
     def record(row: dict) -> None:
-        row["seconds"] = time.monotonic() - started
-        log_rows.append(row)
-        if progress:
+        row["seconds"] = resumed_seconds + time.monotonic() - started
+        trainer.log_rows.append(row)
+        if progress and world.main:
             progress(row["step"], row)
 
-    def validate(step: int, epoch: float) -> dict:
-        result = evaluate_classifier(model, data.sequences["valid"], data.y["valid"], settings.eval_batch_size,
-                                     device, autocast)
-        model.train()
-        row = {"step": step, "epoch": round(epoch, 4), "kind": "validation", "loss": result["loss"],
-               **{name: result[name] for name in METRIC_NAMES}}
-        record(row)
-        return result
+    target = trainer.total_steps if stop_after_steps is None else trainer.step + stop_after_steps
+    try:
+        while not trainer.finished and trainer.step < target:
+            record(trainer.train_step())
+            if trainer.step % trainer.eval_every == 0 or trainer.step == trainer.total_steps:
+                row, _ = trainer.validate()
+                if row is not None:
+                    record(row)
+            trainer.seconds = resumed_seconds + time.monotonic() - started
+            if trainer.step % settings.checkpoint_every == 0 or trainer.finished:
+                save_checkpoint(trainer, area)
+        if not trainer.finished:  # stopped by stop_after_steps: as an interrupt, without the signal
+            save_checkpoint(trainer, area)
+            return {"interrupted": True, "step": trainer.step, "run_area": str(area)}
+    except KeyboardInterrupt:
+        if trainer.consistent:
+            trainer.seconds = resumed_seconds + time.monotonic() - started
+            save_checkpoint(trainer, area)
+        if world.main:
+            saved = (area / CHECKPOINT).is_file()
+            say(f"interrupted at step {trainer.step}; " + (
+                f"checkpoint saved in {area}; run the same command with --resume to continue" if saved
+                else "no checkpoint was written yet"))
+        raise
+    if not world.main:
+        return {"rank": world.rank, "steps": trainer.step}
+    return _finish(trainer, settings, data, model, device, precision, pretrained_from, area, started, resumed_seconds)
 
-    best = {"mcc": -math.inf, "step": 0, "state": None, "metrics": None}
-    evaluations_since_best = 0
-    stopped_early = False
-    step = 0
-    while step < total_steps and not stopped_early:
-        order = order_rng.permutation(len(train_ids))
-        for start in range(0, len(order), settings.batch_size):
-            chosen = order[start : start + settings.batch_size]
-            input_ids, mask = pad_batch([train_ids[i] for i in chosen], device)
-            labels = torch.from_numpy(y_train[chosen]).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-                output = model(input_ids, mask, labels=labels, class_weights=weights)
-            output.loss.backward()
-            if settings.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            record({"step": step, "epoch": round(step / steps_per_epoch, 4), "kind": "train",
-                    "loss": float(output.loss.detach()), "lr": lr})
-            if step % eval_every == 0 or step == total_steps:
-                result = validate(step, step / steps_per_epoch)
-                if result["mcc"] > best["mcc"]:
-                    best = {"mcc": result["mcc"], "step": step, "metrics": _public_metrics(result),
-                            "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-                    evaluations_since_best = 0
-                else:
-                    evaluations_since_best += 1
-                    if evaluations_since_best >= settings.patience:
-                        stopped_early = step < total_steps
-                        break
-            if step >= total_steps:
-                break
 
+def _finish(trainer, settings, data, model, device, precision, pretrained_from, area, started, resumed_seconds) -> dict:
+    """Restore the best state, test it, write the model folder (staged), then drop the run area."""
+    best = trainer.best
     model.load_state_dict(best["state"])
     model.eval()
     test = evaluate_classifier(model, data.sequences["test"], data.y["test"], settings.eval_batch_size, device,
-                               autocast)
-    seconds = time.monotonic() - started
+                               trainer.eval_autocast)
+    seconds = resumed_seconds + time.monotonic() - started
     metrics = {"test": _public_metrics(test), "validation": best["metrics"], "best_step": best["step"],
-               "steps": step, "epochs": round(step / steps_per_epoch, 4), "stopped_early": stopped_early,
-               "train_seconds": round(seconds, 1)}
-    settings_dict = _clean(asdict(settings))
+               "steps": trainer.step, "epochs": round(trainer.step / trainer.steps_per_epoch, 4),
+               "stopped_early": trainer.stopped_early, "train_seconds": round(seconds, 1)}
     extra = {
         "labels": data.labels,
         "window": data.window,
         "metrics": metrics,
         "dataset": _clean(data.info),
-        "settings": settings_dict,
+        "settings": _clean(asdict(settings)),
+        "precision": precision,
         "pretrained_from": pretrained_from,
     }
     from mxdna_cli.weights import save_model
@@ -776,13 +690,16 @@ def run_finetune(settings: FinetuneSettings, progress: Callable[[int, dict], Non
     out = Path(settings.out_dir)
     with staged_folder(settings.out_dir) as staging:
         model_info = save_model(model.cpu(), staging, half=settings.half, extra=extra)
-        _write_log(staging / LOG_FILE, log_rows)
-        (staging / CARD_NAME).write_text(model_card(out.name, data, metrics, settings, pretrained_from, model.config))
+        _write_log(staging / LOG_FILE, trainer.log_rows)
+        (staging / CARD_NAME).write_text(model_card(out.name, data, metrics, settings, pretrained_from, model.config,
+                                                    precision))
+    shutil.rmtree(area, ignore_errors=True)  # the model folder is complete: the checkpoint is not needed
     model.to(device)
     return {"out_dir": str(out), "labels": data.labels, "window": data.window, "metrics": metrics,
-            "best_step": best["step"], "steps": step, "epochs": metrics["epochs"], "stopped_early": stopped_early,
-            "seconds": seconds, "pretrained_from": pretrained_from, "sha256": model_info.sha256,
-            "test_probabilities": test["probabilities"], "log": log_rows}
+            "best_step": best["step"], "steps": trainer.step, "epochs": metrics["epochs"],
+            "stopped_early": trainer.stopped_early, "seconds": seconds, "pretrained_from": pretrained_from,
+            "sha256": model_info.sha256, "test_probabilities": test["probabilities"], "log": trainer.log_rows,
+            "precision": precision}
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
@@ -798,7 +715,7 @@ def _metric_cell(value) -> str:
 
 
 def model_card(name: str, data: FinetuneData, metrics: dict, settings: FinetuneSettings,
-               pretrained_from: dict | None, config: ModelConfig) -> str:
+               pretrained_from: dict | None, config: ModelConfig, precision: str = "float32") -> str:
     """The markdown card written as README.md in the classifier folder."""
     test, valid = metrics["test"], metrics["validation"] or {}
     start = (f"pretrained model `{pretrained_from['name']}` ({pretrained_from['task']}, sha256 "
@@ -850,6 +767,8 @@ def model_card(name: str, data: FinetuneData, metrics: dict, settings: FinetuneS
         f"AdamW lr {settings.lr}, weight decay {settings.weight_decay}, batch {settings.batch_size}, "
         f"{settings.schedule} decay after {settings.warmup_ratio:.0%} warmup, class weighting `{settings.class_weighting}`, "
         f"early stopping on validation MCC (patience {settings.patience}), seed {settings.seed}.",
+        f"Trained in {'bf16 autocast' if precision == 'bfloat16' else 'float32'}"
+        + (f", {settings.grad_accum} micro-batches per step" if settings.grad_accum > 1 else "") + ". "
         "Metrics are those of the float32 model" + (" (stored as float16)." if settings.half else "."),
         "",
     ]

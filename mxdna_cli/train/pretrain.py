@@ -10,27 +10,39 @@ Masking: BERT's 15% of nucleotides, 80% [MASK] / 10% random base / 10% unchanged
 Single-nucleotide masking is what the reference decoder reconstructs (one prediction per
 nucleotide), it is the strategy the baselines in the model card are scored on, and it lets the
 tokenizer learn units without the unit boundaries being given away by span edges.
+
+Precision (`mxdna_cli.train.optim`): `auto` trains in bf16 autocast where the hardware runs bf16
+natively, else float32; a resumed run keeps the precision it began with. Under `torchrun` the
+`grad_accum` micro-batches of a step are shared out over the processes (`mxdna_cli.train.distributed`):
+every process draws all of them, so that the sampler and masking states stay the same everywhere,
+and trains on its own share; only rank 0 writes the run folder. With `grad_accum` > 1 each
+micro-batch's router jitter has its own seed, the same whichever process trains on it.
+
+`run_pretrain` is the `mxdna pretrain` verb: train (or resume), then plot and export.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import shutil
+import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from mxdna_cli import sequence as vocab
-from mxdna_cli.runtime import pick_device
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM
+from mxdna_cli.runtime import pick_device
+from mxdna_cli.train import distributed
 from mxdna_cli.train.data import (
     HELDOUT_SEQUENCES,
     HELDOUT_SHARE,
@@ -42,6 +54,15 @@ from mxdna_cli.train.data import (
     split_heldout,
     split_heldout_share,
 )
+from mxdna_cli.train.optim import (
+    adamw,
+    autocast,
+    autocast_dtype,
+    lambda_schedule,
+    precision_reason,
+    resolve_precision,
+    warmup_cosine_floor,
+)
 
 DEFAULT_HELDOUT = [list(item) if isinstance(item, tuple) else item for item in HELDOUT_SEQUENCES]
 CHECKPOINT = "checkpoint.pt"
@@ -49,7 +70,7 @@ LOG = "log.tsv"
 SETTINGS = "settings.json"
 LOG_COLUMNS = ("step", "kind", "loss", "mlm_loss", "lb_loss", "accuracy", "lr", "nucleotides", "mean_unit_length", "seconds")
 # Settings that may change when a run is resumed (the rest must match the checkpoint).
-RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_minutes", "threads", "device", "log_every"}
+RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_minutes", "threads", "device", "log_every", "precision"}
 
 
 @dataclass
@@ -75,15 +96,11 @@ class PretrainSettings:
     device: str = "auto"
     log_every: int = 1
     init_from: str | None = None  # a model folder to start from (warm start; ignored when resuming)
+    precision: str = "auto"  # training compute: auto (bf16 where native), float32 or bfloat16
     heldout: list = field(default_factory=lambda: list(DEFAULT_HELDOUT))
 
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warmup to 1, then cosine decay to min_ratio at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+lr_factor = warmup_cosine_floor  # the pretraining schedule (kept under its old name)
 
 
 def with_cls_sep(ids: torch.Tensor, labels: torch.Tensor | None = None):
@@ -160,8 +177,11 @@ class Pretrainer:
             raise UsageError(f"--out {settings.out_dir}: is a file; give a run folder")
         ModelConfig.preset(settings.preset)  # a bad preset is a usage error before anything is read or made
         torch.set_num_threads(settings.threads)
-        self.device = pick_device(settings.device)
-        self.autocast = torch.bfloat16 if self.device.type == "cuda" else None
+        self.world, self.device = distributed.join_world(pick_device(settings.device))
+        distributed.check_micro_batches(settings.grad_accum, self.world)
+        self.precision = resolve_precision(settings.precision, self.device)
+        self.autocast = autocast_dtype(self.precision)
+        self._consistent = True  # False while the optimiser is changing the weights
 
         files = find_fasta_files(settings.inputs)
         heldout = [tuple(item) if isinstance(item, list) else item for item in settings.heldout]
@@ -187,14 +207,9 @@ class Pretrainer:
         torch.manual_seed(settings.seed)
         self.config = ModelConfig.preset(settings.preset)
         self.model = MxDNAForMaskedLM(self.config).to(self.device).train()
-        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
-        no_decay = [p for n, p in self.model.named_parameters() if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=settings.lr, betas=(0.9, 0.98), eps=1e-6,
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, settings.warmup, settings.steps, settings.min_lr_ratio)
+        self.optimizer = adamw(self.model, lr=settings.lr, weight_decay=settings.weight_decay)
+        self.scheduler = lambda_schedule(
+            self.optimizer, lambda step: warmup_cosine_floor(step, settings.warmup, settings.steps, settings.min_lr_ratio)
         )
         self.mask_generator = torch.Generator().manual_seed(settings.seed + 1)
         self.step = 0
@@ -202,17 +217,25 @@ class Pretrainer:
         self.seconds = 0.0
         self.warm_start: dict | None = None  # the training history of the model this run started from
         created = not self.out.exists()
-        self.out.mkdir(parents=True, exist_ok=True)
+        main = self.world.main  # only rank 0 writes the run folder
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
         try:
             if (self.out / CHECKPOINT).is_file() and not restart:
                 self._resume()
             else:
                 if settings.init_from:
                     self._warm_start(settings.init_from)
-                self._write_log_header()
-            (self.out / SETTINGS).write_text(json.dumps({**asdict(settings), "validation": self.heldout_note}, indent=2) + "\n")
+                if main:
+                    self._write_log_header()
+            say(f"training in {precision_reason(self.precision, self.device, settings.precision)} on {self.device}"
+                + (f", {self.world.size} processes" if self.world.distributed else ""))
+            if main:
+                (self.out / SETTINGS).write_text(json.dumps(
+                    {**asdict(settings), "validation": self.heldout_note, "precision_used": self.precision,
+                     "world_size": self.world.size}, indent=2) + "\n")
         except BaseException:
-            if created:  # never leave an empty or half-made run folder behind a failed start
+            if created and main:  # never leave an empty or half-made run folder behind a failed start
                 shutil.rmtree(self.out, ignore_errors=True)
             raise
 
@@ -238,9 +261,12 @@ class Pretrainer:
             "nucleotides": self.nucleotides,
             "seconds": self.seconds,
             "warm_start": self.warm_start,
+            "precision": self.precision,
         }
 
     def save_checkpoint(self) -> None:
+        if not self.world.main or not self._consistent:  # a half-updated state is never written
+            return
         tmp = self.out / (CHECKPOINT + ".tmp")
         torch.save(self._state(), tmp)
         os.replace(tmp, self.out / CHECKPOINT)
@@ -264,7 +290,12 @@ class Pretrainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.nucleotides, self.seconds = state["step"], state["nucleotides"], state["seconds"]
         self.warm_start = state.get("warm_start")
-        self._truncate_log(self.step)
+        if self.settings.precision == "auto":  # carry on in the precision the run began with
+            began = state.get("precision") or ("bfloat16" if self.device.type == "cuda" else "float32")
+            self.precision = resolve_precision(began, self.device)
+            self.autocast = autocast_dtype(self.precision)
+        if self.world.main:
+            self._truncate_log(self.step)
         self.say(f"resumed {self.out} at step {self.step}")
 
     def _warm_start(self, folder: str) -> None:
@@ -290,6 +321,8 @@ class Pretrainer:
         path.write_text("\n".join(kept) + "\n")
 
     def _log(self, row: dict) -> None:
+        if not self.world.main:
+            return
         with open(self.out / LOG, "a") as handle:
             handle.write("\t".join(_fmt(row.get(column, "")) for column in LOG_COLUMNS) + "\n")
 
@@ -298,27 +331,46 @@ class Pretrainer:
     def train_step(self) -> dict:
         s = self.settings
         self.optimizer.zero_grad(set_to_none=True)
-        totals = {"loss": 0.0, "mlm_loss": 0.0, "lb_loss": 0.0, "unit": 0.0}
-        for _ in range(s.grad_accum):
+        totals = [0.0, 0.0, 0.0, 0.0]  # loss, mlm_loss, lb_loss, mean unit length (step means)
+        mine = set(distributed.my_micro_batches(s.grad_accum, self.world))
+        for index in range(s.grad_accum):
+            # every process draws every micro-batch, so that the sampler and masking states agree
             ids = torch.from_numpy(self.sampler.next_batch(s.batch_size))
             masked, labels = mask_tokens(ids, self.mask_generator, s.mask_prob)
-            input_ids, mask, labels = with_cls_sep(masked, labels)
-            with torch.autocast(self.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
-                out = self.model(input_ids.to(self.device), mask.to(self.device), labels=labels.to(self.device))
-            (out.loss / s.grad_accum).backward()
-            totals["loss"] += float(out.loss.detach()) / s.grad_accum
-            totals["mlm_loss"] += float(out.mlm_loss.detach()) / s.grad_accum
-            totals["lb_loss"] += float(out.load_balancing_loss.detach()) / s.grad_accum
-            totals["unit"] += mean_unit_length(out.tokenization.center_expert, self.config.expert_kernel_sizes) / s.grad_accum
             self.nucleotides += ids.numel()
+            if index not in mine:
+                continue
+            input_ids, mask, labels = with_cls_sep(masked, labels)
+            if s.grad_accum == 1:  # one micro-batch: the global RNG stream, as without accumulation
+                out = self._micro_batch(input_ids, mask, labels)
+            else:
+                devices = [self.device] if self.device.type == "cuda" else []
+                with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+                    torch.manual_seed(distributed.micro_batch_seed(s.seed, self.step, index))
+                    out = self._micro_batch(input_ids, mask, labels)
+            parts = (out.loss, out.mlm_loss, out.load_balancing_loss)
+            for position, value in enumerate(parts):
+                totals[position] += float(value.detach()) / s.grad_accum
+            totals[3] += mean_unit_length(out.tokenization.center_expert, self.config.expert_kernel_sizes) / s.grad_accum
+        distributed.sum_gradients(self.model, self.world)
+        totals = distributed.sum_values(totals, self.world, self.device)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip)
         lr = self.optimizer.param_groups[0]["lr"]
+        self._consistent = False  # an interrupt now would catch the weights half-updated
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return {"step": self.step, "kind": "train", "loss": totals["loss"], "mlm_loss": totals["mlm_loss"],
-                "lb_loss": totals["lb_loss"], "lr": lr, "nucleotides": self.nucleotides,
-                "mean_unit_length": totals["unit"]}
+        self._consistent = True
+        return {"step": self.step, "kind": "train", "loss": totals[0], "mlm_loss": totals[1],
+                "lb_loss": totals[2], "lr": lr, "nucleotides": self.nucleotides,
+                "mean_unit_length": totals[3]}
+
+    def _micro_batch(self, input_ids, mask, labels):
+        """Forward and backward of one micro-batch, its loss scaled to its share of the step."""
+        with autocast(self.device, self.autocast):
+            out = self.model(input_ids.to(self.device), mask.to(self.device), labels=labels.to(self.device))
+        (out.loss / self.settings.grad_accum).backward()
+        return out
 
     def validate(self) -> dict:
         result = evaluate_masked_lm(
@@ -341,12 +393,13 @@ class Pretrainer:
                 self.seconds += time.monotonic() - started
                 row["seconds"] = self.seconds
                 new_rows = [row]
-                if len(self.validation) and (self.step % s.eval_every == 0 or self.step == s.steps):
+                if (self.world.main and len(self.validation)
+                        and (self.step % s.eval_every == 0 or self.step == s.steps)):
                     new_rows.append({**self.validate(), "seconds": self.seconds})
                 for new in new_rows:  # every row reaches the log and the progress display
                     if new["kind"] == "validation" or self.step % s.log_every == 0:
                         self._log(new)
-                    if progress:
+                    if progress and self.world.main:
                         progress(self.step, new)
                 rows.extend(new_rows)
                 if time.monotonic() - last_save > s.checkpoint_minutes * 60:
@@ -461,3 +514,89 @@ def export_checkpoint(run_dir: str | Path, folder: str | Path, *, half: bool = T
     if warm_start:
         info["warm_start"] = {k: warm_start[k] for k in ("model", "sha256")}
     return save_model(model.eval(), folder, half=half, extra={**info, **(extra or {})})
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C or a signal after saving its checkpoint; `message` says where it is
+    (empty on torchrun processes other than rank 0), `signum` which signal it was."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.message, self.signum = message, signum
+
+
+def _chain(first: Callable | None, second: Callable) -> Callable:
+    if first is None:
+        return second
+    return lambda step, row: (first(step, row), second(step, row))
+
+
+def run_pretrain(
+    settings: PretrainSettings,
+    progress: Callable[[int, dict], None] | None = None,
+    *,
+    restart: bool = False,
+    plot: str | None = None,
+    export: str | None = None,
+    say: Callable[[str], None] = print,
+    stop_after_steps: int | None = None,
+    display: Callable[[Pretrainer], Any] | None = None,
+) -> dict:
+    """The `mxdna pretrain` verb: start or resume the run in settings.out_dir, train to
+    settings.steps, then draw the curves (`plot`, a PNG) and write the model folder (`export`).
+
+    `progress(step, row)` gets every logged row (train and validation; rows carry `nucleotides`);
+    `say(text)` one-line notes and warnings (not the interrupt, which is RunInterrupted's message); `display(trainer)`, if given, makes a context manager
+    to train inside (a progress bar) whose `update(step, row)` gets the rows too. An interrupt (KeyboardInterrupt, or SIGINT/SIGTERM
+    raised as one) leaves the checkpoint resumable and raises RunInterrupted. Returns run_dir,
+    step, steps, precision, world_size, first_step (where this call began), last (the latest train
+    loss and validation accuracy) and outputs (the paths written)."""
+    if plot is not None:
+        from mxdna_cli.extras import require
+
+        require("matplotlib", "--plot")
+    trainer = Pretrainer(settings, restart=restart, say=say)
+    world = trainer.world
+    try:
+        if plot is not None:  # checked once the run folder exists: the plot often goes inside it
+            folder = Path(plot).resolve().parent
+            if not os.access(folder, os.W_OK):
+                raise UsageError(f"--plot {plot}: output folder {folder} is not writable")
+        if len(trainer.validation) == 0:
+            say(f"warning: no held-out sequence matched {settings.heldout} (or none is {settings.window} nt long); "
+                "training runs without validation (see --heldout)")
+        first_step = trainer.step
+        last: dict = {}
+
+        def on_row(step: int, row: dict) -> None:
+            if row["kind"] == "train":
+                last["loss"] = row["loss"]
+            else:
+                last["accuracy"] = row.get("accuracy")
+            if progress:
+                progress(step, row)
+
+        shown = display(trainer) if display is not None and world.main else None
+        try:
+            with shown if shown is not None else contextlib.nullcontext():
+                if shown is not None:
+                    progress = _chain(progress, shown.update)
+                trainer.run(progress=on_row, stop_after_steps=stop_after_steps)
+        except KeyboardInterrupt as interrupt:
+            message = (f"interrupted at step {trainer.step}; checkpoint saved in {settings.out_dir}; "
+                       "run the same command again to resume") if world.main else ""
+            raise RunInterrupted(message, getattr(interrupt, "signum", signal.SIGINT)) from None
+        run_dir = Path(settings.out_dir)
+        outputs = [str(run_dir)]
+        if world.main and trainer.step >= settings.steps:
+            if plot is not None:
+                plot_log(run_dir / LOG, plot)
+                outputs.append(plot)
+            if export is not None:
+                export_checkpoint(run_dir, export, extra={"precision": trainer.precision})
+                outputs.append(export)
+        return {"run_dir": str(run_dir), "step": trainer.step, "steps": settings.steps, "first_step": first_step,
+                "precision": trainer.precision, "world_size": world.size, "is_main": world.main, "last": last,
+                "outputs": outputs}
+    finally:
+        distributed.leave_world(world)

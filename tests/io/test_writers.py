@@ -11,16 +11,15 @@ import pyBigWig
 import pytest
 
 from mxdna_cli.errors import UsageError
+from mxdna_cli.io.bigwig import BigWigWriter
+from mxdna_cli.io.npy import NpyWriter
 from mxdna_cli.io.writers import (
     Bed6Writer,
     Bed12Writer,
-    BigWigWriter,
-    NpyWriter,
     TsvWriter,
     atomic_output,
     bed12_blocks,
     metadata_header_lines,
-    write_json_sidecar,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,21 +123,6 @@ def test_metadata_header_lines():
 def test_metadata_bad_keys(key):
     with pytest.raises(ValueError, match="metadata key"):
         metadata_header_lines({key: 1})
-
-
-def test_write_json_sidecar(tmp_path):
-    path = tmp_path / "emb.tsv"
-    sidecar = write_json_sidecar(str(path), {"window": np.int64(512), "path": Path("/x")})
-    assert sidecar == str(path) + ".json"
-    assert json.loads(Path(sidecar).read_text()) == {"window": 512, "path": "/x"}
-    with pytest.raises(UsageError):
-        write_json_sidecar("-", {})
-
-
-def test_write_json_sidecar_unserialisable_leaves_nothing(tmp_path):
-    with pytest.raises(TypeError):
-        write_json_sidecar(str(tmp_path / "x.tsv"), {"bad": object()})
-    assert list(tmp_path.iterdir()) == []
 
 
 # --- TSV -------------------------------------------------------------------------------------
@@ -352,9 +336,9 @@ def test_bigwig_writer_reads_back(tmp_path):
 
 
 def test_bigwig_writer_large_batches_are_split_and_contiguous(tmp_path, monkeypatch):
-    from mxdna_cli.io import writers
+    from mxdna_cli.io import bigwig
 
-    monkeypatch.setattr(writers, "BIGWIG_BATCH_VALUES", 64)  # force several addEntries calls
+    monkeypatch.setattr(bigwig, "BIGWIG_BATCH_VALUES", 64)  # force several addEntries calls
     path = tmp_path / "track.bw"
     values = np.arange(1000, dtype=np.float64)
     with BigWigWriter(str(path), SIZES) as bw:

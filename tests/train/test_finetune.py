@@ -1,7 +1,6 @@
 """Fine-tuning: input formats, splits, refusals, pretrained weights, early stopping, save/reload, determinism."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 import torch
 
 from mxdna_cli.errors import DataError, UsageError
+from mxdna_cli.io.labeled import read_labeled
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM, MxDNAForSequenceClassification
 from mxdna_cli.train.finetune import (
@@ -19,7 +19,7 @@ from mxdna_cli.train.finetune import (
     load_finetune_data,
     lr_factor,
     predict_probabilities,
-    read_labeled,
+    run_area,
     run_finetune,
     stratified_split,
 )
@@ -37,81 +37,6 @@ def settings(out_dir, **changes):
                   lr=3e-3, threads=1, device="cpu", patience=2)
     values.update(changes)
     return FinetuneSettings(**values)
-
-
-def as_pairs(examples):
-    return sorted((s.upper(), label) for s, label in zip(examples.sequences, examples.labels))
-
-
-@pytest.fixture()
-def genome(tmp_path):
-    """The fixture genome copied to a scratch folder (reading it builds a .fai index beside it)."""
-    path = tmp_path / "genome.fa"
-    shutil.copy(FIXTURES / "genome.fa", path)
-    return str(path)
-
-
-# ------------------------------------------------------------------ input formats
-
-
-def test_each_input_format_reads_the_same_sequences(genome):
-    table = read_labeled([str(FIXTURES / "regions.csv")])
-    fasta = read_labeled([str(FIXTURES / "promoter.fa"), str(FIXTURES / "nonpromoter.fa")])
-    bed = read_labeled([str(FIXTURES / "regions.bed")], genome=genome)
-    assert len(table) == 6
-    assert as_pairs(table) == as_pairs(fasta) == as_pairs(bed)
-    # '-' strand regions are reverse-complemented: the third BED region is on '-'
-    assert bed.sequences[2].upper() == table.sequences[2].upper()
-    assert bed.sources[0].endswith("regions.bed:2")  # line 1 is a comment
-
-
-def test_label_given_on_the_command_line_overrides_file_stem_and_bed_names(tmp_path, genome):
-    lines = (FIXTURES / "regions.bed").read_text().splitlines()[1:]
-    promoters = [line for line in lines if "\tpromoter\t" in line]
-    plain = tmp_path / "unnamed.bed"
-    plain.write_text("".join("\t".join(line.split("\t")[:3] + [".", "0", line.split("\t")[5]]) + "\n" for line in promoters))
-    by_file = read_labeled([f"promoter={plain}"], genome=genome)
-    assert by_file.labels == ["promoter"] * 3
-    expected = [s for s, label in as_pairs(read_labeled([str(FIXTURES / "regions.csv")])) if label == "promoter"]
-    assert sorted(s.upper() for s in by_file.sequences) == expected
-    renamed = read_labeled([f"TATA={FIXTURES / 'promoter.fa'}"])
-    assert set(renamed.labels) == {"TATA"}
-    with pytest.raises(DataError, match="column 4"):
-        read_labeled([str(plain)], genome=genome)
-    with pytest.raises(UsageError, match="genome"):
-        read_labeled([str(FIXTURES / "regions.bed")])
-    with pytest.raises(UsageError, match="label column"):
-        read_labeled([f"x={FIXTURES / 'regions.csv'}"])
-
-
-def test_gue_csv_is_read():
-    path = Path(__file__).resolve().parents[3] / "shared/data/labeled/dnabert2_sample_data/train.csv"
-    if not path.is_file():
-        pytest.skip("shared data not available")
-    examples = read_labeled([str(path)])
-    assert len(examples) == 15 and set(examples.labels) <= {"0", "1"}
-
-
-@pytest.mark.parametrize("bad", ["ACGTACGUAC", "MKVLEFPQ", "ACGT ACGT", "ACGT-ACGT"])
-def test_wrong_alphabet_is_a_data_error_naming_file_and_line(tmp_path, bad):
-    path = tmp_path / "bad.csv"
-    path.write_text(f"sequence,label\nACGTACGTAC,1\n{bad},0\n")
-    with pytest.raises(DataError, match=r"bad\.csv:3: position \d+"):
-        read_labeled([str(path)])
-    fasta = tmp_path / "bad.fa"
-    fasta.write_text(f">ok\nACGT\n>wrong\n{bad}\n")
-    with pytest.raises(DataError, match=r"record 2 'wrong'"):
-        read_labeled([str(fasta)])
-
-
-def test_missing_header_and_empty_sequence_are_data_errors(tmp_path):
-    path = tmp_path / "noheader.csv"
-    path.write_text("ACGT,1\nACGA,0\n")
-    with pytest.raises(DataError, match="header"):
-        read_labeled([str(path)])
-    path.write_text("sequence,label\n,1\n")
-    with pytest.raises(DataError, match="empty sequence"):
-        read_labeled([str(path)])
 
 
 # ------------------------------------------------------------------ labels and splits
@@ -291,3 +216,84 @@ def test_evaluate_classifier_is_deterministic_and_consistent():
         k: expected[k] for k in ("accuracy", "f1", "mcc", "auroc", "auprc")}
     other_batching = predict_probabilities(model, data.sequences, batch_size=5)
     assert np.allclose(other_batching, first["probabilities"], atol=1e-5)
+
+
+# ------------------------------------------------------------------ interruption and resume
+
+
+def saved_weights(folder):
+    model, _ = load_model(folder)
+    return model.state_dict()
+
+
+def assert_same_weights(first, second, atol=1e-6):
+    assert first.keys() == second.keys()
+    for key, value in first.items():
+        assert torch.allclose(value, second[key], atol=atol, rtol=0), key
+
+
+def test_an_interrupted_run_resumed_ends_with_the_uninterrupted_weights(tmp_path):
+    # 24 training examples / batch 8 = 3 steps per epoch, 3 epochs: interrupted mid-epoch at step 4
+    common = dict(epochs=3, patience=5, checkpoint_every=2)
+    full = run_finetune(settings(tmp_path / "full", **common))
+
+    def interrupt(step, row):
+        if row["kind"] == "train" and step == 4:
+            raise KeyboardInterrupt
+
+    notes = []
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune(settings(tmp_path / "cut", **common), progress=interrupt, say=notes.append)
+    assert not (tmp_path / "cut").exists()  # no half-written model folder
+    assert any("interrupted at step 4" in note for note in notes)
+    area = run_area(str(tmp_path / "cut"))
+    assert (area / "checkpoint.pt").is_file()
+    assert torch.load(area / "checkpoint.pt", weights_only=False)["step"] == 4
+
+    with pytest.raises(UsageError, match="--resume"):  # a fresh start must not replace the checkpoint
+        run_finetune(settings(tmp_path / "cut", **common))
+    with pytest.raises(UsageError, match="lr="):
+        run_finetune(settings(tmp_path / "cut", **common, lr=1e-3, resume=True))
+    resumed = run_finetune(settings(tmp_path / "cut", **common, resume=True))
+    assert not area.exists()  # the run area goes once the model folder is written
+    assert resumed["steps"] == full["steps"] == 9 and resumed["best_step"] == full["best_step"]
+    assert_same_weights(saved_weights(tmp_path / "full"), saved_weights(tmp_path / "cut"))
+    assert [r["loss"] for r in resumed["log"]] == pytest.approx([r["loss"] for r in full["log"]], rel=1e-5)
+
+
+def test_resume_without_a_checkpoint_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="no checkpoint"):
+        run_finetune(settings(tmp_path / "none", resume=True))
+
+
+def test_accumulation_keeps_the_step_loss_the_mean_over_the_whole_batch(tmp_path):
+    # batch 8 in 1 or 2 micro-batches: the class-weighted cross-entropy is summed over the step and
+    # divided by the step's total weight, so only the load-balancing term (computed per
+    # micro-batch) and the grouping of sums differ. A mean of the micro-batches' weighted means
+    # would differ by far more: their class mixes differ under balanced weights.
+    from mxdna_cli.train import finetune
+
+    results = {}
+    for accum in (1, 2):
+        data = load_finetune_data(settings(tmp_path / "x"))
+        model, _ = build_classifier(settings(tmp_path / "x"), 2)
+        for module in model.modules():
+            if hasattr(module, "jitter"):
+                module.jitter = 0.0  # both runs then draw no randomness at all
+        trainer = finetune.FinetuneTrainer(settings(tmp_path / "x", grad_accum=accum), data, model,
+                                           torch.device("cpu"), "float32", finetune.distributed.World())
+        results[accum] = trainer.train_step()["loss"]
+    # (not the weights: Adam's first step is nearly sign(gradient), so the load-balancing term's
+    # tiny difference flips the update of near-zero gradients)
+    assert results[1] == pytest.approx(results[2], rel=1e-4)
+
+
+def test_precision_is_recorded_in_the_model_and_card(tmp_path):
+    notes = []
+    run_finetune(settings(tmp_path / "clf", max_steps=1, precision="bfloat16"), say=notes.append)
+    _, info = load_model(tmp_path / "clf")
+    assert info.extra["precision"] == "bfloat16"
+    assert "bf16 autocast" in (tmp_path / "clf" / "README.md").read_text()
+    assert any("bfloat16" in note for note in notes)
+    with pytest.raises(UsageError, match="precision"):
+        run_finetune(settings(tmp_path / "bad", precision="float8"))

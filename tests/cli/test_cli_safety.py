@@ -22,7 +22,7 @@ from mxdna_cli.model.mxdna import MxDNAForMaskedLM, MxDNAForSequenceClassificati
 from mxdna_cli.weights import save_model
 
 torch.set_num_threads(1)
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 MINI = DATA / "mini.fa"
 MXDNA = str(Path(sys.executable).parent / "mxdna")
 
@@ -172,7 +172,7 @@ def test_an_interrupted_embed_leaves_nothing_and_says_one_line(tmp_path, models,
     assert list(out.iterdir()) == []
 
 
-def test_an_interrupted_finetune_leaves_no_model_folder(tmp_path, models):
+def test_an_interrupted_finetune_leaves_no_model_folder_only_its_checkpoint(tmp_path, models):
     rng = np.random.default_rng(1)
     table = tmp_path / "train.tsv"
     rows = ["sequence\tlabel"] + [
@@ -198,7 +198,9 @@ def test_an_interrupted_finetune_leaves_no_model_folder(tmp_path, models):
         process.kill()
     assert process.returncode == 143, "".join(lines) + rest
     assert rest.strip().splitlines()[-1] == "mxdna: interrupted"
-    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no clf/, no staging folder
+    # no clf/, no staging folder: only the run area that --resume continues from
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + [".clf.run"])
+    assert (tmp_path / ".clf.run" / "checkpoint.pt").is_file()
 
 
 # --------------------------------------------------------------------------- inputs that deserve a warning

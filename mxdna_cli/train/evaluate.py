@@ -1,16 +1,20 @@
 """The evaluate verb: seeded masked-nucleotide loss and accuracy of a masked-LM model on fixed
-windows of any FASTA files, or a classifier's metrics on any labelled sequences."""
+windows of any FASTA files, or a classifier's metrics on any labelled sequences.
+
+`evaluate` returns an `Evaluation`: the TSV columns of its task and the one row of values the
+`mxdna evaluate` command writes under them (plus `seconds`, which is shown but not written)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from mxdna_cli.runtime import LoadedModel
 from mxdna_cli.errors import DataError, UsageError
+from mxdna_cli.runtime import LoadedModel
 
 
 @dataclass
@@ -24,9 +28,28 @@ class EvaluateSettings:
 
 
 CLASSIFIER_METRICS = ("accuracy", "f1", "mcc", "auroc", "auprc", "loss")
+CLASSIFIER_COLUMNS = ("model", "input", "n", *CLASSIFIER_METRICS)
+MASKED_LM_COLUMNS = ("model", "input", "window", "windows", "masked", "loss", "accuracy", "seed")
 
 
-def evaluate(paths: Sequence[str], loaded: LoadedModel, settings: EvaluateSettings) -> dict[str, Any]:
+@dataclass
+class Evaluation:
+    """One evaluation: its task ('masked_lm' or 'classification'), the TSV columns, and the row
+    (a value for every column, and a few more: model_sha256, seconds)."""
+
+    task: str
+    columns: tuple[str, ...]
+    row: dict[str, Any]
+
+    def values(self) -> list[Any]:
+        """The row's values in column order, as written to the TSV."""
+        return [self.row[column] for column in self.columns]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.row[key]
+
+
+def evaluate(paths: Sequence[str], loaded: LoadedModel, settings: EvaluateSettings) -> Evaluation:
     """Seeded masked-nucleotide loss and accuracy on fixed windows of the FASTA files (a masked-LM
     model), or accuracy, F1, MCC, AUROC and AUPRC on labelled sequences (a classifier)."""
     if loaded.info.task == "classification":
@@ -57,16 +80,18 @@ def evaluate(paths: Sequence[str], loaded: LoadedModel, settings: EvaluateSettin
     result = evaluate_masked_lm(loaded.module, windows, seed=s.seed, mask_prob=s.mask_prob,
                                 batch_size=s.batch_size, device=loaded.device, autocast_dtype=loaded.autocast)
     seconds = time.perf_counter() - started
-    return {"model": loaded.name, "model_sha256": loaded.info.sha256, "input": ",".join(map(str, paths)),
-            "window": s.window, "windows": int(len(windows)), "masked": result["masked"],
-            "loss": round(result["loss"], 6), "accuracy": round(result["accuracy"], 6), "seed": s.seed,
-            "seconds": round(seconds, 2)}
+    row = {"model": loaded.name, "model_sha256": loaded.info.sha256, "input": ",".join(map(str, paths)),
+           "window": s.window, "windows": len(windows), "masked": result["masked"],
+           "loss": round(result["loss"], 6), "accuracy": round(result["accuracy"], 6), "seed": s.seed,
+           "seconds": round(seconds, 2)}
+    return Evaluation("masked_lm", MASKED_LM_COLUMNS, row)
 
 
-def evaluate_classifier_on(specs: Sequence[str], loaded: LoadedModel, settings: EvaluateSettings) -> dict[str, Any]:
+def evaluate_classifier_on(specs: Sequence[str], loaded: LoadedModel, settings: EvaluateSettings) -> Evaluation:
     """A classifier's test metrics on labelled inputs (the formats `mxdna finetune` reads); every
     label must be one of the model's classes."""
-    from mxdna_cli.train.finetune import evaluate_classifier, read_labeled
+    from mxdna_cli.io.labeled import read_labeled
+    from mxdna_cli.train.finetune import evaluate_classifier
 
     examples = read_labeled(list(specs), settings.genome)
     if len(examples) == 0:
@@ -84,4 +109,4 @@ def evaluate_classifier_on(specs: Sequence[str], loaded: LoadedModel, settings: 
            "n": int(result["n"])}
     row.update({m: round(float(result[m]), 6) for m in CLASSIFIER_METRICS})
     row["seconds"] = round(time.perf_counter() - started, 2)
-    return row
+    return Evaluation("classification", CLASSIFIER_COLUMNS, row)

@@ -23,10 +23,10 @@ from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM, MxDNAForSequenceClassification
 from mxdna_cli.sequence import reverse_complement
 from mxdna_cli.weights import read_info, save_model
-from mxdna_cli.windows import count_windows
+from mxdna_cli.windows import plan_windows
 
 torch.set_num_threads(1)
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 MINI = str(DATA / "mini.fa")
 MINI_BGZ = str(DATA / "mini.fa.gz")
 MINI_GZ = str(DATA / "mini.plain.fa.gz")
@@ -194,7 +194,7 @@ def test_windowed_pooling_matches_the_per_token_output(models, tmp_path):
         units = [(r[1], int(r[3]), int(r[4]), int(r[2])) for r in token_index[first : first + n]]
         check_tiling([(c, a, b) for c, a, b, _ in units], record[1], int(record[2]), int(record[3]))
         assert all(a <= centre < b for _, a, b, centre in units)
-    assert count_windows(3000, 700, 525) == 6  # the first record was read in 6 stitched windows
+    assert len(plan_windows(3000, 700, 525)) == 6  # the first record was read in 6 stitched windows
 
 
 def test_tsv_output_options_and_layers(models, tmp_path):
@@ -243,7 +243,7 @@ def test_tokenize_units_tile_every_record_and_tokens_are_valid_bed12(models, tmp
     by_chrom = {chrom: check_tiling(units, chrom, 0, length) for chrom, length in LENGTHS.items()}
     # the cut falls on a boundary both windows share when there is one; otherwise it clips the one unit
     # across it (two pieces), so each seam adds at most two clipped pieces (how many: float details)
-    seams = sum(count_windows(length, 400, 300) - 1 for length in LENGTHS.values())
+    seams = sum(len(plan_windows(length, 400, 300)) - 1 for length in LENGTHS.values())
     clipped = sum(name.endswith("_clip") for _, _, _, name, _, _ in units)
     assert clipped <= 2 * seams < len(units) / 10
     for chrom, start, end, name, score, strand in units:
@@ -369,7 +369,7 @@ def test_windows_prints_the_plan_without_a_model(tmp_path):
                 env={"MXDNA_WEIGHTS": str(tmp_path / "no-such-model")})
     header, plan = rows(result.stdout)[0], rows(result.stdout)[1:]
     assert header == ["record", "chrom", "strand", "start", "end", "keep_start", "keep_end"]
-    assert len(plan) == 3 * count_windows(3000, 1000, 750) == 12
+    assert len(plan) == 3 * len(plan_windows(3000, 1000, 750)) == 12
     for chrom in LENGTHS:
         keeps = [(int(r[5]), int(r[6])) for r in plan if r[1] == chrom]
         check_tiling([(chrom, a, b) for a, b in keeps], chrom, 0, 3000)

@@ -2,7 +2,6 @@
 help that lists choices and describes every option, provenance headers, bundled names wherever a
 model is taken, and optional libraries that name their extra."""
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,9 @@ from mxdna_cli import extras
 from mxdna_cli.cli import app, optional_values
 from mxdna_cli.errors import UsageError
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 MINI = str(DATA / "mini.fa")
-SMALL = str(Path(__file__).resolve().parents[1] / "weights" / "mxdna-small")
+SMALL = str(Path(__file__).resolve().parents[2] / "weights" / "mxdna-small")
 
 
 def run(*args):
