@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mxdna_cli.defaults import DEFAULT_BATCH_TOKENS, DEFAULT_MIN_WEIGHT, DEFAULT_WINDOW, POOLINGS
+from mxdna_cli.defaults import DEFAULT_BATCH_TOKENS, DEFAULT_MIN_WEIGHT, POOLINGS
 from mxdna_cli.engine.embedding import Pooler
 from mxdna_cli.engine.forward import backbone, classify, resolve_layer
 from mxdna_cli.engine.inputs import Inputs, Target
@@ -31,7 +31,7 @@ from mxdna_cli.engine.tokenization import token_footprints
 from mxdna_cli.errors import UsageError
 from mxdna_cli.runtime import LoadedModel
 from mxdna_cli.runtime import load as load_model
-from mxdna_cli.windows import Tiling, Whole, resolve_stride
+from mxdna_cli.windows import DEFAULT_WINDOW, Tiling, Whole, resolve_stride
 
 UNIT_DTYPE = np.dtype([("start", "<i8"), ("end", "<i8"), ("length", "<i8"), ("expert", "<i8"),
                        ("gate", "<f4"), ("clipped", "?")])

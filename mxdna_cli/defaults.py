@@ -6,7 +6,6 @@ POOLINGS = ("mean", "max", "cls", "none")
 OUT_DTYPES = ("float32", "float16")
 FORMATS = ("npy", "tsv")
 DTYPE_NAMES = ("float32", "bfloat16", "float16")  # compute precision (autocast); see runtime.DTYPES
-DEFAULT_WINDOW = 1024
 DEFAULT_BATCH_TOKENS = 16384
 DEFAULT_MIN_WEIGHT = 0.05
 DEFAULT_TRACK_STEP = 50

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 from mxdna_cli.errors import UsageError
 
+DEFAULT_WINDOW = 1024  # embed, tokenize: nucleotides a window (+[CLS]/[SEP])
+TRAINING_WINDOW = 510  # pretrain, evaluate: nucleotides a sample; +[CLS]/[SEP] = 512 positions
+CLASSIFIER_WINDOW = 300  # predict: a classifier whose card names no training window
 
 @dataclass(frozen=True)
 class Window:

@@ -13,6 +13,7 @@ import typer
 from mxdna_cli import engine
 from mxdna_cli.cli.options import (
     OUTPUT_PANEL,
+    WINDOW_PANEL,
     Format,
     InputArg,
     InputOptions,
@@ -188,6 +189,12 @@ def windows(
     output: Annotated[
         str, typer.Option("--output", "-o", help="TSV of the windows; '-' = stdout.", rich_help_panel=OUTPUT_PANEL)
     ] = "-",
+    step: Annotated[
+        int | None,
+        typer.Option("--step", min=1, help="Show a track scan's windows instead (those of `predict --track --step N`, "
+                     "with --window the classifier's window): keep = the central N nt each value covers.",
+                     rich_help_panel=WINDOW_PANEL),
+    ] = None,
     source: InputOptions = InputOptions(),
     windowing: WindowOptions = WindowOptions(),
     quiet: QuietOpt = False,
@@ -195,13 +202,14 @@ def windows(
     """Show the window plan (record, chrom, strand, start, end, keep_start, keep_end) without running the model.
 
     Coordinates are forward-strand, 0-based half-open; each window's keep interval is the part its
-    outputs are used for. The plan's size (records, windows, nucleotides, input positions = tokens
+    outputs are used for (tiled windows: the centre crop that is stitched; with --step, scan
+    windows: the span a track value covers). The plan's size (records, windows, nucleotides, input positions = tokens
     that --batch-tokens budgets, batches) goes to stderr.
     """
     engine.check_suffix(output, "tsv", "--output")
     check_paths({"--output": output}, input, source.bed)
     with source.open(input) as inputs:
-        summary = engine.window_plan(inputs, output, window=windowing.window, stride=windowing.stride,
+        summary = engine.window_plan(inputs, output, window=windowing.window, stride=windowing.stride, step=step,
                                      batch_tokens=windowing.batch_tokens)
     if not quiet:
         say(

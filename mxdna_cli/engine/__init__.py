@@ -1,15 +1,15 @@
 """Run MxDNA over FASTA input, one verb at a time; the CLI is a thin layer over these functions.
 
-The pipeline, one module a step:
+The pipeline, one module a step (docs/architecture.md draws it):
 
     read     inputs.py      targets: whole records or regions, on one strand or both, with sequences
     encode   inputs.py      Target.model_ids: the ids the model reads (reverse complement for '-')
-    window   stitch.py      window tasks: each strand of a target cut into overlapping windows
-    batch    runner.py      windows packed into batches by a token budget, results back in order
-    model    loading.py     a model on its device, in its precision (`load`, `load_classifier`)
-             runner.py      the backbone (units, gates, token states) or the classifier on a batch
+    window   pipeline.py    window_tasks: each target cut by a geometry of `mxdna_cli.windows`
+    batch    pipeline.py    Pipeline.run: token-budget batches, results back in order; --resume; torchrun
+    model    forward.py     the backbone (units, gates, token states) or the classifier on a batch
+                            (the model itself is loaded by `mxdna_cli.runtime`)
     stitch   stitch.py      the windows' basic units joined at shared boundaries into one tiling
-    write    outputs.py     provenance and output checks; the writers are in `mxdna_cli.io.writers`
+    write    outputs.py     provenance and output checks; the writers are in `mxdna_cli.io`
 
 The verbs put the steps together: embedding.py (`embed`), tokenization.py (`tokenize`),
 prediction.py (`predict`), plan.py (`window_plan`, the windows verb: no model), info.py
@@ -17,7 +17,7 @@ prediction.py (`predict`), plan.py (`window_plan`, the windows verb: no model), 
 `mxdna_cli.train.evaluate` (the engine never imports `mxdna_cli.train`). report.py holds the progress
 `Reporter` and the run `Summary` they all share.
 
-`defaults.py` holds the choices and defaults (torch-free). The names below are imported on first
+`mxdna_cli.defaults` and `mxdna_cli.windows` hold the choices and defaults (torch-free). The names below are imported on first
 use (PEP 562), so that `mxdna --help` and the option parsing never import torch.
 
 The verb modules are not named like their functions (`embed`, `tokenize`, ...) so that
@@ -34,7 +34,7 @@ _EXPORTS = {
     "DEFAULT_BATCH_TOKENS": "mxdna_cli.defaults",
     "DEFAULT_MIN_WEIGHT": "mxdna_cli.defaults",
     "DEFAULT_TRACK_STEP": "mxdna_cli.defaults",
-    "DEFAULT_WINDOW": "mxdna_cli.defaults",
+    "DEFAULT_WINDOW": "mxdna_cli.windows",
     "DTYPE_NAMES": "mxdna_cli.defaults",
     "FORMATS": "mxdna_cli.defaults",
     "OUT_DTYPES": "mxdna_cli.defaults",

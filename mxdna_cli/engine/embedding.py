@@ -14,7 +14,6 @@ import numpy as np
 
 from mxdna_cli.defaults import (
     DEFAULT_BATCH_TOKENS,
-    DEFAULT_WINDOW,
     OUT_DTYPES,
     POOLINGS,
 )
@@ -34,7 +33,7 @@ from mxdna_cli.errors import UsageError
 from mxdna_cli.io.npy import NpyWriter
 from mxdna_cli.io.writers import TsvWriter
 from mxdna_cli.runtime import LoadedModel
-from mxdna_cli.windows import Tiling, resolve_stride
+from mxdna_cli.windows import DEFAULT_WINDOW, Tiling, resolve_stride
 
 INDEX_COLUMNS = ("name", "chrom", "start", "end", "strand", "n_fraction", "soft_masked_fraction")
 TOKEN_COLUMNS = ("record", "chrom", "centre", "unit_start", "unit_end", "strand")

@@ -32,9 +32,8 @@ from mxdna_cli.io.writers import (
     metadata_header_lines,
 )
 from mxdna_cli.runtime import LoadedModel
-from mxdna_cli.windows import Scan, Whole, check_step, check_window, scan_positions
+from mxdna_cli.windows import CLASSIFIER_WINDOW, Scan, Whole, check_step, check_window, scan_positions
 
-DEFAULT_TRACK_WINDOW = 300
 MAX_WHOLE_LENGTH_FACTOR = 16  # a record longer than this x window must be scanned (--track)
 SHORT_FACTOR = 0.5  # a record shorter than this x the training length gets a warning
 MAX_TRACK_N_FRACTION = 0.5  # scan windows with more N than this (assembly gaps) get no value
@@ -55,11 +54,11 @@ class PredictSettings:
 def classifier_window(loaded: LoadedModel, window: int | None) -> int:
     if window is not None:
         return check_window(window)
-    value = loaded.info.extra.get("window", DEFAULT_TRACK_WINDOW)
+    value = loaded.info.extra.get("window", CLASSIFIER_WINDOW)
     try:
         return int(value)
     except (TypeError, ValueError):
-        return DEFAULT_TRACK_WINDOW
+        return CLASSIFIER_WINDOW
 
 
 def predict(inputs: Inputs, loaded: LoadedModel, label_index: int, settings: PredictSettings,

@@ -13,7 +13,6 @@ import numpy as np
 from mxdna_cli.defaults import (
     DEFAULT_BATCH_TOKENS,
     DEFAULT_MIN_WEIGHT,
-    DEFAULT_WINDOW,
 )
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.journal import Journal
@@ -31,7 +30,7 @@ from mxdna_cli.io.writers import (
     atomic_output,
 )
 from mxdna_cli.runtime import LoadedModel
-from mxdna_cli.windows import Tiling, resolve_stride
+from mxdna_cli.windows import DEFAULT_WINDOW, Tiling, resolve_stride
 
 
 @dataclass

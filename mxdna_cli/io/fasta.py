@@ -29,6 +29,7 @@ from mxdna_cli.errors import DataError
 pysam.set_verbosity(0)  # htslib must never write to the user's stderr: we report problems ourselves
 
 STDIN = "-"
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")  # with or without .gz
 GZIP_MAGIC = b"\x1f\x8b"
 SNIFF_BYTES = 4096  # enough to see the first header line of any real FASTA
 MAX_CONTIGS_IN_MESSAGE = 5

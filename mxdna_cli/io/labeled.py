@@ -25,12 +25,12 @@ from pathlib import Path
 
 from mxdna_cli import sequence as vocab
 from mxdna_cli.errors import DataError, UsageError
+from mxdna_cli.io.fasta import FASTA_SUFFIXES
 from mxdna_cli.io.bed import is_skipped, read_bed
 from mxdna_cli.io.faidx import IndexedFasta
 from mxdna_cli.io.fasta import check_input_file, open_text_input, raw_entries
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
-FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
 BED_SUFFIXES = (".bed",)
 COMPRESSED_SUFFIXES = (".gz", ".bgz")
 

@@ -9,7 +9,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from mxdna_cli.errors import UsageError
+
+
+class ConfigError(ValueError):
+    """An impossible configuration or an unknown preset. The model knows nothing of the command line:
+    whoever reads the configuration says whether it is bad usage (--preset) or bad data (a model card)."""
 
 
 @dataclass(frozen=True)
@@ -33,13 +37,13 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
-            raise UsageError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+            raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if (self.hidden_size // self.num_heads) % 2:
-            raise UsageError("the attention head size must be even for rotary position embeddings")
+            raise ConfigError("the attention head size must be even for rotary position embeddings")
         if 1 not in self.expert_kernel_sizes:
-            raise UsageError("expert_kernel_sizes must contain 1, or the basic units cannot tile every sequence")
+            raise ConfigError("expert_kernel_sizes must contain 1, or the basic units cannot tile every sequence")
         if self.deformable_kernel_size % 2 == 0:
-            raise UsageError("deformable_kernel_size must be odd")
+            raise ConfigError("deformable_kernel_size must be odd")
         object.__setattr__(self, "expert_kernel_sizes", tuple(int(k) for k in self.expert_kernel_sizes))
 
     @property
@@ -58,13 +62,13 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise UsageError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown model config keys: {', '.join(sorted(unknown))}")
         return cls(**values)
 
     @classmethod
     def preset(cls, name: str) -> "ModelConfig":
         if name not in PRESETS:
-            raise UsageError(f"unknown model preset '{name}' (choose from {', '.join(PRESETS)})")
+            raise ConfigError(f"unknown model preset '{name}' (choose from {', '.join(PRESETS)})")
         return PRESETS[name]
 
 

@@ -31,8 +31,8 @@ import torch
 
 from mxdna_cli import sequence as vocab
 from mxdna_cli.errors import DataError, UsageError
+from mxdna_cli.io.fasta import FASTA_SUFFIXES
 
-FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fas")
 
 # Whole sequences held out from training and used for validation: (file-name glob, record name).
 # Record names are the first word of the FASTA header.

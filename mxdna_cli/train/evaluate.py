@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 
 from mxdna_cli.errors import DataError, UsageError
+from mxdna_cli.windows import TRAINING_WINDOW
 from mxdna_cli.runtime import LoadedModel
 
 
 @dataclass
 class EvaluateSettings:
-    window: int = 510
+    window: int = TRAINING_WINDOW
     max_windows: int = 256
     seed: int = 1234
     mask_prob: float = 0.15

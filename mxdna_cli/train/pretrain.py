@@ -39,7 +39,9 @@ import torch
 
 from mxdna_cli import sequence as vocab
 from mxdna_cli.errors import DataError, UsageError
+from mxdna_cli.windows import TRAINING_WINDOW
 from mxdna_cli.model.config import ModelConfig
+from mxdna_cli.train.transfer import preset_config
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM
 from mxdna_cli.runtime import pick_device
 from mxdna_cli.train import distributed
@@ -78,7 +80,7 @@ class PretrainSettings:
     inputs: list[str]
     out_dir: str
     preset: str = "small"
-    window: int = 510  # nucleotides per sample; +[CLS]/[SEP] = 512 positions
+    window: int = TRAINING_WINDOW
     batch_size: int = 16
     grad_accum: int = 1
     steps: int = 20000
@@ -175,7 +177,7 @@ class Pretrainer:
         self.out = Path(settings.out_dir)
         if self.out.exists() and not self.out.is_dir():
             raise UsageError(f"--out {settings.out_dir}: is a file; give a run folder")
-        ModelConfig.preset(settings.preset)  # a bad preset is a usage error before anything is read or made
+        preset_config(settings.preset)  # a bad preset is a usage error before anything is read or made
         torch.set_num_threads(settings.threads)
         self.world, self.device = distributed.join_world(pick_device(settings.device))
         distributed.check_micro_batches(settings.grad_accum, self.world)
@@ -205,7 +207,7 @@ class Pretrainer:
             self.validation = self.validation[pick]
 
         torch.manual_seed(settings.seed)
-        self.config = ModelConfig.preset(settings.preset)
+        self.config = preset_config(settings.preset)
         self.model = MxDNAForMaskedLM(self.config).to(self.device).train()
         self.optimizer = adamw(self.model, lr=settings.lr, weight_decay=settings.weight_decay)
         self.scheduler = lambda_schedule(

@@ -9,7 +9,7 @@ from dataclasses import replace
 import torch
 
 from mxdna_cli.errors import DataError, UsageError
-from mxdna_cli.model.config import ModelConfig
+from mxdna_cli.model.config import ConfigError, ModelConfig
 from mxdna_cli.model.mxdna import POOLINGS, MxDNAForSequenceClassification
 
 
@@ -49,6 +49,14 @@ def load_pretrained_backbone(classifier: MxDNAForSequenceClassification, source:
             "config": info.config.name, "trained": info.trained, "copied_tensors": len(copied)}
 
 
+def preset_config(name: str) -> ModelConfig:
+    """The configuration of `--preset NAME`; an unknown name is a usage error."""
+    try:
+        return ModelConfig.preset(name)
+    except ConfigError as error:
+        raise UsageError(f"--preset: {error}") from None
+
+
 def _comparable(config: ModelConfig) -> dict:
     values = config.to_dict()
     values.pop("classifier_dropout", None)
@@ -68,7 +76,7 @@ def new_classifier(
     if from_scratch and pretrained is not None:
         raise UsageError("give either pretrained weights or from_scratch, not both")
     if from_scratch:
-        config, source = ModelConfig.preset(preset), None
+        config, source = preset_config(preset), None
     else:
         from mxdna_cli.weights import read_info, resolve_model
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pysam
@@ -20,9 +19,9 @@ from typer.testing import CliRunner
 
 from mxdna_cli.cli import app
 from mxdna_cli.model.config import ModelConfig
-from mxdna_cli.model.mxdna import MxDNAForMaskedLM, MxDNAForSequenceClassification
+from mxdna_cli.model.mxdna import MxDNAForMaskedLM
 from mxdna_cli.sequence import reverse_complement
-from mxdna_cli.weights import read_info, save_model
+from mxdna_cli.weights import read_info
 from mxdna_cli.windows import plan_windows
 
 torch.set_num_threads(1)
@@ -35,21 +34,10 @@ UNIT_NAME = re.compile(r"^(\d+)nt_e(\d+)(_clip)?$")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    config = ModelConfig.preset("tiny")
-    torch.manual_seed(0)
-    mlm = MxDNAForMaskedLM(config)
-    with torch.no_grad():  # fractional, non-zero deformable offsets: tokens read their neighbours' units
-        assembly = mlm.model.tokenizer.assembly
-        assembly.offset_conv.bias.copy_(torch.tensor([-1.6, 0.35, 2.7]))
-        assembly.modulator_conv.bias.copy_(torch.tensor([0.5, 0.0, -0.4]))
-    save_model(mlm, root / "tiny", trained=False)
-    torch.manual_seed(1)
-    classifier = MxDNAForSequenceClassification(config, num_labels=2)
-    save_model(classifier, root / "promoter-tiny", trained=False,
-               extra={"labels": ["non_promoter", "promoter"], "window": 100})
-    return SimpleNamespace(root=root, mlm=str(root / "tiny"), clf=str(root / "promoter-tiny"))
+def models(tmp_path_factory, make_tiny_models):
+    # fractional, non-zero deformable offsets: tokens read their neighbours' units
+    return make_tiny_models(tmp_path_factory.mktemp("models"), labels=("non_promoter", "promoter"),
+                            offsets=(-1.6, 0.35, 2.7), modulators=(0.5, 0.0, -0.4))
 
 
 def run(*args, input=None, env=None):
@@ -376,6 +364,24 @@ def test_windows_prints_the_plan_without_a_model(tmp_path):
     assert "12 windows" in result.stderr and "9,000 nt" in result.stderr and "~4 batches" in result.stderr and "3 sequences" in result.stderr
     minus = rows(ok("windows", MINI, "--bed", bed, "-w", 1000, "-q").stdout)[1:]
     assert [(r[2], int(r[3]), int(r[4])) for r in minus] == [("-", 1600, 2600), ("-", 850, 1850), ("-", 100, 1100)]
+
+
+def test_windows_with_step_shows_the_scan_windows_a_track_values(tmp_path, models):
+    track = tmp_path / "t.bedgraph"
+    ok("predict", "promoter", MINI, "-m", models.clf, "--track", track, "--step", 40, "--strand", "both", "-q")
+    valued = [line.split("\t")[:3] for line in track.read_text().splitlines() if not line.startswith(("#", "track"))]
+    plan = rows(ok("windows", MINI, "-w", 100, "--step", 40, "--strand", "both", "-q").stdout)[1:]
+    forward = [r for r in plan if r[2] == "+"]
+    keeps = [[r[1], r[5], r[6]] for r in forward]
+    # each window's keep is the span its value covers; the track leaves out windows over assembly gaps
+    assert [k for k in keeps if k in valued] == valued
+    with pysam.FastaFile(MINI) as fasta:
+        for r in forward:
+            if [r[1], r[5], r[6]] not in valued:
+                assert fasta.fetch(r[1], int(r[3]), int(r[4])).upper().count("N") > 50
+    assert [r[3:] for r in plan if r[2] == "-"] == [r[3:] for r in forward]  # both strands read the same windows
+    assert all(int(r[4]) - int(r[3]) == 100 for r in plan)
+    assert run("windows", MINI, "-w", 100, "--step", 40, "--stride", 50).exit_code == 2
 
 
 def test_info_lists_models_device_and_versions(models):

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pyBigWig
@@ -17,9 +16,6 @@ import torch
 from typer.testing import CliRunner
 
 from mxdna_cli.cli import app
-from mxdna_cli.model.config import ModelConfig
-from mxdna_cli.model.mxdna import MxDNAForMaskedLM, MxDNAForSequenceClassification
-from mxdna_cli.weights import save_model
 
 torch.set_num_threads(1)
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -28,15 +24,8 @@ MXDNA = str(Path(sys.executable).parent / "mxdna")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    config = ModelConfig.preset("tiny")
-    torch.manual_seed(0)
-    save_model(MxDNAForMaskedLM(config), root / "tiny", trained=False)
-    torch.manual_seed(1)
-    save_model(MxDNAForSequenceClassification(config, num_labels=2), root / "promoter-tiny", trained=False,
-               extra={"labels": ["nonpromoter", "promoter"], "window": 100})
-    return SimpleNamespace(mlm=str(root / "tiny"), clf=str(root / "promoter-tiny"))
+def models(tmp_path_factory, make_tiny_models):
+    return make_tiny_models(tmp_path_factory.mktemp("models"))
 
 
 def run(*args, input=None):

@@ -13,29 +13,17 @@ from pathlib import Path
 import numpy as np
 import pyBigWig
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from mxdna_cli.cli import app
-from mxdna_cli.model.config import ModelConfig
-from mxdna_cli.model.mxdna import MxDNAForMaskedLM, MxDNAForSequenceClassification
-from mxdna_cli.weights import save_model
 
 MXDNA = str(Path(sys.executable).parent / "mxdna")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, make_tiny_models):
     root = tmp_path_factory.mktemp("resume")
-    config = ModelConfig.preset("tiny")
-    torch.manual_seed(0)
-    mlm = MxDNAForMaskedLM(config)
-    with torch.no_grad():  # live deformable offsets, as in trained models
-        mlm.model.tokenizer.assembly.offset_conv.bias.copy_(torch.tensor([-1.6, 0.35, 2.7]))
-    save_model(mlm, root / "tiny", trained=False)
-    torch.manual_seed(1)
-    save_model(MxDNAForSequenceClassification(config, num_labels=2), root / "clf", trained=False,
-               extra={"labels": ["nonpromoter", "promoter"], "window": 100})
+    make_tiny_models(root, offsets=(-1.6, 0.35, 2.7), classifier_name="clf")  # live offsets, as in trained models
     rng = np.random.default_rng(0)
     fasta = root / "genome.fa"
     with fasta.open("w") as handle:
