@@ -225,14 +225,7 @@ class Inputs:
             where = f"'{region.name}' ({region.chrom}:{region.start + 1}-{region.end})"
         else:
             where = region.label
-        length = self._fasta.lengths.get(region.chrom)
-        if length is None:
-            shown = ", ".join(self._fasta.contigs[:5]) + (", ..." if len(self._fasta.contigs) > 5 else "")
-            raise DataError(f"{self.path}: unknown contig '{region.chrom}' in region {where} (contigs: {shown})")
-        if region.end > length:
-            raise DataError(
-                f"{self.path}: region {where} ends past the end of contig '{region.chrom}' (length {length})"
-            )
+        self._fasta.check(region, where)
 
     def _target(self, index: int, region: Region, sequence: str | None) -> Target:
         name = region.name if region.name else region.label

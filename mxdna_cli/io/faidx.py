@@ -755,26 +755,24 @@ class IndexedFasta:
             self._fasta.close()
             raise
 
-    def fetch(self, region: Region) -> str:
-        """The forward-strand sequence of `region`, case kept; DataError if it does not fit."""
+    def check(self, region: Region, where: str | None = None) -> None:
+        """DataError unless `region` lies inside a contig of the index (`where`: the region as the
+        message names it; its coordinates by default)."""
+        where = where or _region_text(region)
         length = self.lengths.get(region.chrom)
         if length is None:
             shown = ", ".join(self.contigs[:MAX_CONTIGS_IN_MESSAGE])
             more = ", ..." if len(self.contigs) > MAX_CONTIGS_IN_MESSAGE else ""
-            raise DataError(
-                f"{self.path}: unknown contig '{region.chrom}' in region {_region_text(region)}"
-                f" (contigs: {shown}{more})"
-            )
+            raise DataError(f"{self.path}: unknown contig '{region.chrom}' in region {where} (contigs: {shown}{more})")
         if region.start < 0 or region.start >= region.end:
-            raise DataError(
-                f"{self.path}: invalid region {_region_text(region)}: needs 0 <= start < end"
-            )
+            raise DataError(f"{self.path}: invalid region {where}: needs 0 <= start < end")
         if region.end > length:
             # htslib would silently return a shorter sequence
-            raise DataError(
-                f"{self.path}: region {_region_text(region)} ends past the end of contig "
-                f"'{region.chrom}' (length {length})"
-            )
+            raise DataError(f"{self.path}: region {where} ends past the end of contig '{region.chrom}' (length {length})")
+
+    def fetch(self, region: Region) -> str:
+        """The forward-strand sequence of `region`, case kept; DataError if it does not fit."""
+        self.check(region)
         try:
             with _quiet_htslib():
                 sequence = self._fasta.fetch(region.chrom, region.start, region.end)
