@@ -1,5 +1,5 @@
 """Peak resident memory of a promoter track scan, in process, with the heap trimmed per chunk
-(the old behaviour) or per batch (the runner's behaviour): the allocator's share of the peak.
+(the old behaviour) or per batch (the pipeline's behaviour): the allocator's share of the peak.
 
 Run: python benchmarks/track_memory.py --trim batch|chunk --size 300000 [--threads 2]
      (one size per process: the peak of a process only grows; compare sizes side by side)
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-import mxdna_cli.engine.runner as runner
+import mxdna_cli.engine.pipeline as pipeline
 from mxdna_cli import engine
 from mxdna_cli.engine.prediction import PredictSettings
 
@@ -29,15 +29,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.trim == "chunk":  # trim once per chunk of windows instead of after every batch
-        trim = runner.release_freed_memory
-        runner.release_freed_memory = lambda: None
-        run_chunk = runner.Runner._run_chunk
+        trim = pipeline.release_freed_memory
+        pipeline.release_freed_memory = lambda: None
+        run_chunk = pipeline.Pipeline._run_chunk
 
         def chunked(self, chunk, forward):
             yield from run_chunk(self, chunk, forward)
             trim()
 
-        runner.Runner._run_chunk = chunked
+        pipeline.Pipeline._run_chunk = chunked
     loaded, index = engine.load_classifier("promoter-arabidopsis", label="promoter")
     started = time.perf_counter()
     with engine.Inputs(engine.InputSpec(str(GENOME), regions=[f"NC_003070.9:1-{args.size}"])) as inputs:
