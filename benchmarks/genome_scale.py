@@ -1,7 +1,7 @@
 """Time and peak memory of `mxdna embed` and of a promoter track as the genome grows (1, 5, 30 Mb).
 
 Run: python benchmarks/genome_scale.py [--genome data/bench/tair10_chr1.fa.gz] [--sizes 1 5 30]
-     [--threads 1] [--step 250] [--verbs embed track]
+     [--threads 1] [--step 250] [--verbs embed track] [--keep data/bench/runs]
 
 The genome defaults to a bgzip copy of TAIR10 chr1 (NC_003070.9) made from
 ../shared/data/pretrain/arabidopsis on first use. Each row is one `mxdna` process on the region
@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -50,6 +53,32 @@ def measure(command: list[str]) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
+def measure_resumable(command: list[str], output: Path, budget: float | None) -> tuple[float, float, int, bool]:
+    """(seconds summed, largest peak, segments, finished) of a --resume run, continuing the segments
+    that earlier invocations recorded beside the output. With `budget` seconds, the run is stopped
+    with SIGTERM when they are spent (it keeps its journal: the next invocation continues it), so
+    that every segment's time and peak are measured, never lost with a killed session."""
+    ledger = output.parent / (output.name + ".segments.json")
+    segments = json.loads(ledger.read_text()) if ledger.exists() else []
+    if not (segments and segments[-1]["finished"]):
+        started = time.perf_counter()
+        process = subprocess.Popen([*command, "--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        timer = threading.Timer(budget, process.terminate) if budget else None
+        if timer is not None:
+            timer.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        if timer is not None:
+            timer.cancel()
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 128 + signal.SIGTERM):
+            raise SystemExit(f"failed: {' '.join(command)}\n{process.stderr.read().decode()}")
+        segments.append({"seconds": time.perf_counter() - started, "peak_mib": usage.ru_maxrss / 1024,
+                         "finished": code == 0})
+        ledger.write_text(json.dumps(segments))
+    return (sum(s["seconds"] for s in segments), max(s["peak_mib"] for s in segments), len(segments),
+            segments[-1]["finished"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--genome", type=Path, default=ROOT / "data/bench/tair10_chr1.fa.gz")
@@ -57,23 +86,38 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--step", type=int, default=250, help="track step (the default classifier's window: 251)")
     parser.add_argument("--verbs", nargs="+", default=["embed", "track"], choices=["embed", "track"])
+    parser.add_argument("--keep", type=Path, help="a folder for the outputs, run with --resume: a run that is "
+                        "killed (e.g. at the end of a working session) continues when the same command is run "
+                        "again; each row then sums the segments' seconds and takes their largest peak")
+    parser.add_argument("--budget", type=float, help="with --keep: seconds each run may take in this invocation")
     args = parser.parse_args()
     if not args.genome.exists():
         bgzip_genome(args.genome)
     mxdna = [sys.executable, "-m", "mxdna_cli"] if not shutil.which("mxdna") else ["mxdna"]
     print("| verb | region | nt | wall s | nt/s | peak RSS MiB |")
     print("|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as scratch:
+        out = str(args.keep) if args.keep is not None else scratch
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
         for verb in args.verbs:
             for size in args.sizes:
                 region = f"{CHROM}:1-{size * 1_000_000}"
                 common = [str(args.genome), "-r", region, "--threads", str(args.threads), "-q"]
+                output = f"{out}/{verb}-{size}Mb" + (".npy" if verb == "embed" else ".bw")
                 if verb == "embed":
-                    command = [*mxdna, "embed", *common, "-o", f"{out}/e.npy"]
+                    command = [*mxdna, "embed", *common, "-o", output]
                 else:
-                    command = [*mxdna, "predict", "promoter", *common, "--track", f"{out}/t.bw",
-                               "--step", str(args.step)]
-                seconds, peak = measure(command)
+                    command = [*mxdna, "predict", "promoter", *common, "--track", output, "--step", str(args.step)]
+                if args.keep is not None:
+                    seconds, peak, segments, finished = measure_resumable(command, Path(output), args.budget)
+                    region = f"{region} ({segments} segment{'s' if segments > 1 else ''}, --resume)"
+                    if not finished:
+                        print(f"| {verb} {region}: stopped after {seconds:,.0f} s (peak {peak:,.0f} MiB so far); "
+                              "run the same command again to continue |", flush=True)
+                        continue
+                else:
+                    seconds, peak = measure(command)
                 nt = size * 1_000_000
                 label = "embed (mean, 1,024-nt windows)" if verb == "embed" else f"predict --track (step {args.step})"
                 print(f"| {label} | {region} | {nt:,} | {seconds:,.0f} | {nt / seconds:,.0f} | {peak:,.0f} |",
