@@ -41,6 +41,7 @@ from mxdna_cli import sequence as vocab
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.windows import TRAINING_WINDOW
 from mxdna_cli.model.config import ModelConfig
+from mxdna_cli.train.interrupts import uninterrupted
 from mxdna_cli.train.transfer import preset_config
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM
 from mxdna_cli.runtime import pick_device
@@ -183,7 +184,6 @@ class Pretrainer:
         distributed.check_micro_batches(settings.grad_accum, self.world)
         self.precision = resolve_precision(settings.precision, self.device)
         self.autocast = autocast_dtype(self.precision)
-        self._consistent = True  # False while the optimiser is changing the weights
 
         files = find_fasta_files(settings.inputs)
         heldout = [tuple(item) if isinstance(item, list) else item for item in settings.heldout]
@@ -267,7 +267,7 @@ class Pretrainer:
         }
 
     def save_checkpoint(self) -> None:
-        if not self.world.main or not self._consistent:  # a half-updated state is never written
+        if not self.world.main:
             return
         tmp = self.out / (CHECKPOINT + ".tmp")
         torch.save(self._state(), tmp)
@@ -358,11 +358,10 @@ class Pretrainer:
         totals = distributed.sum_values(totals, self.world, self.device)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip)
         lr = self.optimizer.param_groups[0]["lr"]
-        self._consistent = False  # an interrupt now would catch the weights half-updated
-        self.optimizer.step()
-        self.scheduler.step()
-        self.step += 1
-        self._consistent = True
+        with uninterrupted():  # an interrupt lands before or after the step, never inside it
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
         return {"step": self.step, "kind": "train", "loss": totals[0], "mlm_loss": totals[1],
                 "lb_loss": totals[2], "lr": lr, "nucleotides": self.nucleotides,
                 "mean_unit_length": totals[3]}
