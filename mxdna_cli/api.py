@@ -16,6 +16,7 @@ results, the other ranks None.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -181,6 +182,70 @@ class Model:
         if not pipeline.writes:
             return None
         return (sums / inputs.passes).astype(np.float32)
+
+
+    # -- variant effects (mxdna_cli.engine.variants and .ism; the CLI's score-variants and ism)
+
+    def _label_index(self, label: str) -> int:
+        from mxdna_cli.runtime import scored_class
+
+        scored = scored_class(self.labels, label)
+        if scored is None:
+            raise UsageError(f"model '{self.name}' has no class '{label}' (its classes: {', '.join(self.labels)})")
+        return self.labels.index(scored)
+
+    def score_variants(self, variants, genome, *, classifier: "Model | None" = None,
+                       scores: Sequence[str] | None = None, strand: str = "forward", window: int | None = None,
+                       classifier_window: int | None = None, label: str = "promoter", regions: Sequence[str] = (),
+                       strict: bool = False, skip_unknown_contigs: bool = False,
+                       batch_tokens: int = DEFAULT_BATCH_TOKENS) -> np.ndarray | None:
+        """Variant effect scores, one row per ALT allele, as `mxdna score-variants` computes them.
+
+        `variants`: a VCF/BCF path, or (chrom, pos, ref, alt) tuples with 1-based `pos` (alt may be a
+        comma-separated list). `genome`: an indexed FASTA path, or a {name: sequence} mapping. A
+        masked-LM model gives llr and emb; a classifier (this model, or `classifier=`) gives dprob.
+        Returns a structured array (chrom, pos, id, ref, alt, filter, llr, emb, dprob; NaN where not
+        scored or not asked).
+        """
+        from mxdna_cli.engine.alleles import Genome, VariantRecord, VariantSettings, vcf_records
+        from mxdna_cli.engine.variants import score_records
+
+        lm = self.loaded if self.task == "masked_lm" else None
+        clf_model = classifier if classifier is not None else (self if self.task == "classification" else None)
+        clf = clf_model.loaded if clf_model is not None else None
+        if scores is None:
+            scores = (("llr", "emb") if lm is not None else ()) + (("dprob",) if clf is not None else ())
+        settings = VariantSettings(
+            scores=tuple(scores), strand=strand, window=window, classifier_window=classifier_window, label=label,
+            label_index=clf_model._label_index(label) if clf_model is not None else 1, regions=list(regions),
+            strict=strict, skip_unknown_contigs=skip_unknown_contigs)
+        if isinstance(variants, (str, os.PathLike)):
+            records, source = vcf_records(str(variants)), str(variants)
+        else:
+            records = (VariantRecord(n, str(c), int(p), None, str(r), tuple(str(a).split(",")))
+                       for n, (c, p, r, a) in enumerate(variants, start=1))
+            source = "variants"
+        opened = (Genome.open(str(genome)) if isinstance(genome, (str, os.PathLike))
+                  else Genome.from_sequences(genome))
+        with opened:
+            return score_records(records, opened, lm, clf, settings, source, batch_tokens)
+
+    def ism(self, sequence: str, *, strand: str = "forward", window: int | None = None, label: str = "promoter",
+            batch_tokens: int = DEFAULT_BATCH_TOKENS):
+        """In-silico saturation mutagenesis of one sequence (`IsmResult`: `delta` (L, 4) over A C G T,
+        `max_abs`, `mean`). A classifier scores each mutant sequence whole (probability change); a
+        masked LM masks each base in a window centred on it (log P(alt) - log P(ref)). As `mxdna ism`."""
+        from mxdna_cli.engine.alleles import Genome
+        from mxdna_cli.engine.ism import ism
+        from mxdna_cli.io.fasta import Region
+
+        if not isinstance(sequence, str) or not sequence:
+            raise UsageError("ism needs one non-empty sequence string")
+        genome = Genome.from_sequences({"sequence": sequence})
+        is_clf = self.task == "classification"
+        return ism(genome, Region("sequence", 0, len(sequence)), None if is_clf else self.loaded,
+                   self.loaded if is_clf else None, strand=strand, window=window,
+                   label_index=self._label_index(label) if is_clf else 1, batch_tokens=batch_tokens)
 
 
 def load(name_or_path: str | None = None, *, device: str = "auto", dtype: str = "float32",

@@ -17,7 +17,7 @@ from typer._click import exceptions as click_exceptions
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from mxdna_cli import __version__
-from mxdna_cli.cli import infer, predict, train
+from mxdna_cli.cli import infer, predict, train, variants
 from mxdna_cli.cli.options import example, optional_values
 from mxdna_cli.cli.progress import PROG, one_line
 from mxdna_cli.errors import MxdnaError
@@ -152,6 +152,7 @@ app = typer.Typer(
 app.add_typer(infer.commands)
 app.add_typer(train.commands)
 app.add_typer(predict.app, name="predict")
+app.add_typer(variants.commands)
 
 
 def _version(value: bool) -> None:

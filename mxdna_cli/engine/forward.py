@@ -100,3 +100,34 @@ def backbone(loaded: LoadedModel, id_arrays: list[np.ndarray], *, layer: int | N
 def classify(loaded: LoadedModel, id_arrays: list[np.ndarray]) -> list[np.ndarray]:
     """Class probabilities of each window (softmax in float32)."""
     return list(class_probabilities(loaded.module, id_arrays, loaded.device, loaded.autocast))
+
+
+@dataclass
+class MaskedLmOutput:
+    """What the masked LM says about one window: the base log-probabilities at its [MASK] positions
+    and the window's pooled embedding (variant scoring, in-silico mutagenesis)."""
+
+    log_probs: np.ndarray  # (M, 4) float64 log P over A, T, C, G (ids 5..8) at each [MASK], in window order
+    pooled: np.ndarray  # (d,) float64 mean of the final token states over the basic units
+
+
+def masked_lm(loaded: LoadedModel, id_arrays: list[np.ndarray]) -> list[MaskedLmOutput]:
+    """Run a masked-LM model (backbone + nucleotide decoder) on a batch of windows.
+
+    The log-probabilities are renormalised over the four bases: a [MASK] stands for a nucleotide,
+    and the difference of two bases' log-probabilities (a log-likelihood ratio) is the same either way.
+    """
+    from mxdna_cli import sequence as dna
+    from mxdna_cli.model.mxdna import mean_token_state
+
+    if not hasattr(loaded.module, "lm_head"):
+        raise UsageError(f"model '{loaded.name}' is a {loaded.info.task} model without the masked-LM head; "
+                         "pass a masked-LM model (e.g. the bundled mxdna-small)")
+    input_ids, attention_mask = pad_batch(id_arrays, loaded.device)
+    with torch.inference_mode(), loaded.autocast_context():
+        out = loaded.module(input_ids, attention_mask)
+    log_probs = torch.log_softmax(out.logits.float()[..., dna.A : dna.G + 1], dim=-1).double()
+    pooled = mean_token_state(out).double().cpu().numpy()
+    masked = (input_ids == dna.MASK).cpu().numpy()
+    log_probs = log_probs.cpu().numpy()
+    return [MaskedLmOutput(log_probs[row][masked[row]], pooled[row]) for row in range(len(id_arrays))]

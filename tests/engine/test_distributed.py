@@ -1,5 +1,5 @@
 """torchrun: 2 processes (gloo, localhost) write exactly the files one process writes, for embed,
-tokenize and predict (per record and --track); a stream is refused; the share of batches is
+tokenize, predict (per record and --track) and score-variants; a stream is refused; the share of batches is
 balanced and deterministic."""
 
 from __future__ import annotations
@@ -85,3 +85,12 @@ def test_shares_are_balanced_and_the_same_on_every_rank():
     assert abs(loads[0] - loads[1]) <= max(costs) and sum(loads) == sum(costs)
     assert share(costs, 1) == [0] * len(costs)
     assert sorted(set(share(costs, 3))) == [0, 1, 2]
+
+
+def test_score_variants_on_two_ranks_writes_the_single_process_tsv(tmp_path):
+    variants = DATA / "variants"
+    args = ["score-variants", str(variants / "variants.vcf"), "-g", str(variants / "genome.fa"),
+            "-m", "promoter-human", "--threads", "1", "-q", "--batch-tokens", "1200"]
+    run([*args, "-o", "one.tsv"], tmp_path)
+    run([*args, "-o", "two.tsv"], tmp_path, ranks=2)
+    assert body(tmp_path / "one.tsv") == body(tmp_path / "two.tsv") and len(body(tmp_path / "one.tsv")) > 5
