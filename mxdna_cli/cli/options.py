@@ -270,3 +270,28 @@ GradAccumOpt = Annotated[
     typer.Option("--grad-accum", min=1, help="Micro-batches per optimiser step, summed before it (under torchrun "
                  "shared out over the processes: a multiple of their number)."),
 ]
+
+# Fine-tuning recipe (finetune): augmentation, strand of scoring, layer-wise lr decay, head dropout.
+EvalStrand = _choices("EvalStrand", ("forward", "both"))
+RcAugmentOpt = Annotated[
+    bool,
+    typer.Option("--rc-augment", help="Train on each example's reverse complement with probability 0.5, drawn "
+                 "anew every epoch from the run's seed."),
+]
+EvalStrandOpt = Annotated[
+    EvalStrand,
+    typer.Option("--eval-strand", case_sensitive=False, help="Score validation and test on the forward strand, or "
+                 "on both (the mean of the class probabilities of each sequence and its reverse complement; "
+                 "`mxdna predict --strand both` scores the same way)."),
+]
+LayerDecayOpt = Annotated[
+    float,
+    typer.Option("--layer-decay", metavar="FLOAT", help="Layer-wise lr decay: the head and the top layer train at "
+                 "--lr, each layer below at this factor times the one above, the embedding lowest (1 = off; "
+                 "0 < FLOAT <= 1)."),
+]
+DropoutOpt = Annotated[
+    float | None,
+    typer.Option("--dropout", metavar="FLOAT", min=0.0, max=0.99, help="Dropout of the classification head "
+                 "(0 <= FLOAT < 1).", show_default="the model configuration's (0)"),
+]

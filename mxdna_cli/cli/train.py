@@ -13,12 +13,17 @@ from mxdna_cli import engine
 from mxdna_cli.cli.options import (
     ClassWeighting,
     DeviceOpt,
+    DropoutOpt,
+    EvalStrand,
+    EvalStrandOpt,
     GradAccumOpt,
+    LayerDecayOpt,
     ModelOptions,
     Pooling,
     PrecisionOpt,
     Preset,
     QuietOpt,
+    RcAugmentOpt,
     TrainThreadsOpt,
     check_paths,
     example,
@@ -29,6 +34,7 @@ from mxdna_cli.cli.progress import PROG, StderrReporter
 from mxdna_cli.cli.progress import TrainProgress as _TrainProgress
 from mxdna_cli.cli.progress import say as _stderr
 from mxdna_cli.errors import UsageError
+from mxdna_cli.windows import TRAINING_WINDOW
 
 # `_TrainProgress` and `_stderr`: the names the verbs' bodies had in the one-file cli.py.
 
@@ -69,7 +75,7 @@ def pretrain(
                           "settings.json. A folder with a checkpoint is resumed.", show_default=False)
     ],
     preset: Annotated[Preset, typer.Option("--preset", help="Model size (presets of mxdna_cli.model.config).")] = Preset.small,
-    window: Annotated[int, window_option("Nucleotides per training window.", min=8)] = 510,
+    window: Annotated[int, window_option("Nucleotides per training window.", min=8)] = TRAINING_WINDOW,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows per step (per accumulation).", min=1)] = 16,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Batches accumulated per step (under torchrun "
                           "shared out over the processes: a multiple of their number).", min=1)] = 1,
@@ -157,7 +163,7 @@ def evaluate(
                                   show_default=False)
     ],
     output: Annotated[str, typer.Option("--output", "-o", help="TSV with one result row; '-' = stdout.")] = "-",
-    window: Annotated[int, window_option("Nucleotides per evaluation window.")] = 510,
+    window: Annotated[int, window_option("Nucleotides per evaluation window.")] = TRAINING_WINDOW,
     max_windows: Annotated[
         int, typer.Option("--max-windows", help="At most this many windows, evenly spread over the input.", min=1)
     ] = 256,
@@ -207,6 +213,8 @@ def evaluate(
         "mxdna finetune train.tsv --valid valid.tsv --test test.tsv --pretrained mxdna-small -o my-promoter-model",
         "mxdna finetune promoter=prom.fa.gz nonpromoter=background.fa.gz -o my-classifier --epochs 5",
         "mxdna finetune promoter=tss.bed nonpromoter=random.bed --genome genome.fa -o my-classifier",
+        "mxdna finetune train.tsv --valid valid.tsv --test test.tsv -o my-classifier --rc-augment "
+        "--eval-strand both --layer-decay 0.9 --dropout 0.1",
     )
 )
 def finetune(
@@ -243,6 +251,10 @@ def finetune(
     class_weighting: Annotated[ClassWeighting, typer.Option("--class-weighting", help="balanced (loss weights "
                                "against class imbalance) or none.")] = ClassWeighting.balanced,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split, the initialisation and the order.")] = 0,
+    rc_augment: RcAugmentOpt = False,
+    eval_strand: EvalStrandOpt = EvalStrand.forward,
+    layer_decay: LayerDecayOpt = 1.0,
+    dropout: DropoutOpt = None,
     grad_accum: GradAccumOpt = 1,
     precision: PrecisionOpt = "auto",
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", min=1, help="Steps between checkpoints "
@@ -259,6 +271,8 @@ def finetune(
     """
     from mxdna_cli.train.finetune import FinetuneSettings, check_out_dir, run_finetune
 
+    if not 0 < layer_decay <= 1:
+        raise UsageError(f"--layer-decay {layer_decay}: must lie in (0, 1] (1 = off)")
     check_out_dir(out)
     engine.pick_device(device)
     settings = FinetuneSettings(
@@ -266,7 +280,8 @@ def finetune(
         pretrained=pretrained, from_scratch=from_scratch, preset=preset.value, pooling=pooling.value, epochs=epochs,
         max_steps=max_steps, batch_size=batch_size, lr=lr, patience=patience, eval_every=eval_every,
         class_weighting=class_weighting.value, seed=seed, threads=threads, device=device, grad_accum=grad_accum,
-        precision=precision, checkpoint_every=checkpoint_every, resume=resume,
+        precision=precision, checkpoint_every=checkpoint_every, resume=resume, rc_augment=rc_augment,
+        eval_strand=eval_strand.value, layer_decay=layer_decay, classifier_dropout=dropout,
     )
 
     def progress(step: int, row: dict) -> None:

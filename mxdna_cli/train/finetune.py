@@ -19,6 +19,14 @@ torchrun, `mxdna_cli.train.distributed`), evaluation on the validation split eve
 `patience` evaluations; the best model (by validation MCC) is restored, scored on the test split
 and saved with `weights.save_model` plus a markdown card (`README.md`) and `training_log.tsv`.
 
+Recipe options. `rc_augment` trains on each example's reverse complement with probability 0.5,
+drawn afresh every epoch from the run's seeded generator (a promoter read on the other strand is
+still a promoter). `eval_strand="both"` scores validation and test as the mean of the class
+probabilities of each sequence and of its reverse complement (`mxdna predict --strand both`
+scores the same way). `layer_decay` < 1 trains the head and the top layer at `lr` and each layer
+below at `layer_decay` times the rate of the one above (`optim.layer_decay_groups`);
+`classifier_dropout` sets the head's dropout.
+
 Interruption. Every `checkpoint_every` steps, at an interrupt and when training ends, the whole
 state (model, optimiser, schedule, RNG states, position in the data order, best validation state,
 log) goes to `checkpoint.pt` in the run area `.NAME.run/` beside the output folder; `resume`
@@ -58,6 +66,7 @@ from mxdna_cli.io.labeled import read_labeled, read_table  # noqa: F401 (read_ta
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import MxDNAForSequenceClassification
 from mxdna_cli.runtime import class_probabilities, pick_device
+from mxdna_cli.train.interrupts import uninterrupted
 from mxdna_cli.train import distributed
 from mxdna_cli.train.metrics import METRIC_NAMES, classification_metrics
 from mxdna_cli.train.optim import (
@@ -98,6 +107,8 @@ __all__ = [
     "stratified_split",
 ]
 
+EVAL_STRANDS = ("forward", "both")
+
 CLASS_WEIGHTINGS = ("balanced", "none")
 LOG_FILE = "training_log.tsv"
 CARD_NAME = "README.md"
@@ -137,6 +148,9 @@ class FinetuneSettings:
     patience: int = 3  # evaluations without a better validation MCC before stopping
     eval_every: int | None = None  # steps between evaluations (None: once per epoch)
     classifier_dropout: float | None = None  # None: keep the model config's
+    rc_augment: bool = False  # train on the reverse complement of each example with probability 0.5
+    eval_strand: str = "forward"  # forward, or both: validation/test average the two strands' probabilities
+    layer_decay: float = 1.0  # lr multiplier per layer below the top (1: one lr for all)
     max_length: int = 4096  # longer sequences are refused (attention memory grows with length^2)
     half: bool = False  # store the classifier as float16
     threads: int = 2
@@ -249,6 +263,10 @@ def _ids(sequence) -> np.ndarray:
     return vocab.encode(sequence)
 
 
+def _rc_ids(sequence) -> np.ndarray:
+    return vocab.reverse_complement_ids(_ids(sequence)).copy()
+
+
 def predict_probabilities(
     model: MxDNAForSequenceClassification,
     sequences: Sequence,
@@ -256,8 +274,20 @@ def predict_probabilities(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    strand: str = "forward",
 ) -> np.ndarray:
-    """Class probabilities (N, C) float32 for DNA texts or id arrays, in input order (eval mode)."""
+    """Class probabilities (N, C) float32 for DNA texts or id arrays, in input order (eval mode).
+
+    strand "both": the mean of the probabilities of each sequence and of its reverse complement,
+    each strand batched alike, so that scoring the reverse-complemented set gives the same numbers."""
+    if strand not in EVAL_STRANDS:
+        raise UsageError(f"strand '{strand}': choose from {', '.join(EVAL_STRANDS)}")
+    if strand == "both":
+        forward = predict_probabilities(model, sequences, batch_size=batch_size, device=device,
+                                        autocast_dtype=autocast_dtype)
+        reverse = predict_probabilities(model, [_rc_ids(s) for s in sequences], batch_size=batch_size,
+                                        device=device, autocast_dtype=autocast_dtype)
+        return ((forward + reverse) * np.float32(0.5)).astype(np.float32)
     was_training = model.training
     model.eval()
     rows = []
@@ -279,10 +309,12 @@ def evaluate_classifier(
     batch_size: int = 64,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    strand: str = "forward",
 ) -> dict:
-    """accuracy, f1, mcc, auroc, auprc, n, confusion, loss (mean cross-entropy) and probabilities (N, C)."""
+    """accuracy, f1, mcc, auroc, auprc, n, confusion, loss (mean cross-entropy) and probabilities (N, C);
+    strand "both" scores the mean of the two strands' probabilities (see `predict_probabilities`)."""
     probabilities = predict_probabilities(model, sequences, batch_size=batch_size, device=device,
-                                          autocast_dtype=autocast_dtype)
+                                          autocast_dtype=autocast_dtype, strand=strand)
     y = np.asarray(labels, dtype=np.int64)
     result = classification_metrics(y, probabilities)
     picked = probabilities[np.arange(len(y)), y].astype(np.float64)
@@ -322,6 +354,12 @@ def _check_settings(settings: FinetuneSettings) -> None:
         raise UsageError("warmup_ratio must lie in [0, 1)")
     if settings.lr < 0 or settings.weight_decay < 0:
         raise UsageError("lr and weight_decay must not be negative")
+    if settings.eval_strand not in EVAL_STRANDS:
+        raise UsageError(f"eval strand '{settings.eval_strand}': choose from {', '.join(EVAL_STRANDS)}")
+    if not 0 < settings.layer_decay <= 1:
+        raise UsageError(f"layer_decay {settings.layer_decay}: must lie in (0, 1] (1 = off)")
+    if settings.classifier_dropout is not None and not 0 <= settings.classifier_dropout < 1:
+        raise UsageError(f"classifier dropout {settings.classifier_dropout}: must lie in [0, 1)")
 
 
 def _clean(value):
@@ -409,6 +447,7 @@ class FinetuneTrainer:
         # evaluation as before: the float32 model's metrics on the CPU, bf16 on CUDA
         self.eval_autocast = torch.bfloat16 if device.type == "cuda" else None
         self.train_ids = [vocab.encode(s) for s in data.sequences["train"]]
+        self.rc_ids = [vocab.reverse_complement_ids(ids).copy() for ids in self.train_ids] if settings.rc_augment else None
         self.y_train = data.y["train"]
         weights = class_weights_for(self.y_train, len(data.labels), settings.class_weighting)
         self.example_weights = np.ones(len(data.labels)) if weights is None else weights
@@ -417,10 +456,14 @@ class FinetuneTrainer:
         total = settings.epochs * self.steps_per_epoch
         self.total_steps = total if settings.max_steps is None else min(total, settings.max_steps)
         warmup = int(settings.warmup_ratio * self.total_steps)
-        self.optimizer = adamw(model, lr=settings.lr, weight_decay=settings.weight_decay)
+        self.optimizer = adamw(model, lr=settings.lr, weight_decay=settings.weight_decay,
+                               layer_decay=settings.layer_decay)
         self.scheduler = lambda_schedule(
             self.optimizer, lambda step: warmup_decay(step, warmup, self.total_steps, settings.schedule))
         self.order_rng = np.random.default_rng([settings.seed, 1])
+        # its own stream: turning rc_augment on leaves the data order (and the router jitter) as they were
+        self.augment_rng = np.random.default_rng([settings.seed, 2])
+        self.flipped: np.ndarray | None = None  # this epoch's choice of strand per training example
         self.eval_every = settings.eval_every or self.steps_per_epoch
         self.order: np.ndarray | None = None  # this epoch's permutation of the training examples
         self.position = 0  # examples of `order` already trained on
@@ -430,7 +473,6 @@ class FinetuneTrainer:
         self.stopped_early = False
         self.log_rows: list[dict] = []
         self.seconds = 0.0  # training time before this process started (resumed runs)
-        self.consistent = True  # False while the optimiser is changing the weights
 
     @property
     def finished(self) -> bool:
@@ -449,6 +491,8 @@ class FinetuneTrainer:
             "scheduler": self.scheduler.state_dict(),
             "order_rng": self.order_rng.bit_generator.state,
             "order": None if self.order is None else self.order.copy(),
+            "augment_rng": self.augment_rng.bit_generator.state,
+            "flipped": None if self.flipped is None else self.flipped.copy(),
             "position": self.position,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -462,9 +506,12 @@ class FinetuneTrainer:
 
     def load_state_dict(self, state: dict, where: Path) -> None:
         old, new = state["settings"], _clean(asdict(self.settings))
+        # a setting added since the checkpoint was written had, then, its default
+        defaults = _clean(asdict(FinetuneSettings(train=[], out_dir="")))
         for key, value in new.items():
-            if key not in RESUMABLE_CHANGES and old.get(key) != value:
-                raise UsageError(f"{where}: the interrupted run was made with {key}={old.get(key)!r}, not {value!r} "
+            before = old.get(key, defaults.get(key))
+            if key not in RESUMABLE_CHANGES and before != value:
+                raise UsageError(f"{where}: the interrupted run was made with {key}={before!r}, not {value!r} "
                                  "(resume with the same settings, or remove the folder to start afresh)")
         if state["data_sha256"] != data_fingerprint(self.data):
             raise DataError(f"{where}: the interrupted run was trained on other data (its inputs have changed)")
@@ -473,6 +520,9 @@ class FinetuneTrainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.order_rng.bit_generator.state = state["order_rng"]
         self.order, self.position = state["order"], state["position"]
+        if "augment_rng" in state:
+            self.augment_rng.bit_generator.state = state["augment_rng"]
+            self.flipped = state["flipped"]
         torch.set_rng_state(state["torch_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -487,14 +537,22 @@ class FinetuneTrainer:
         if self.order is None or self.position >= len(self.order):
             self.order = self.order_rng.permutation(len(self.train_ids))
             self.position = 0
+            if self.rc_ids is not None:
+                self.flipped = self.augment_rng.random(len(self.train_ids)) < 0.5
         chosen = self.order[self.position : self.position + self.settings.batch_size]
         self.position += len(chosen)
         return chosen
 
+    def batch_ids(self, chosen: np.ndarray) -> list[np.ndarray]:
+        """The id arrays trained on for these examples: each on the strand drawn for it this epoch."""
+        if self.rc_ids is None:
+            return [self.train_ids[i] for i in chosen]
+        return [self.rc_ids[i] if self.flipped[i] else self.train_ids[i] for i in chosen]
+
     def _micro_batch_loss(self, chosen: np.ndarray, total_weight: float, batch_size: int) -> torch.Tensor:
         """This micro-batch's share of the step loss: its class-weighted cross-entropy summed and
         divided by the whole step's weight, plus its size's share of the load-balancing loss."""
-        input_ids, mask = _pad(self.train_ids, chosen, self.device)
+        input_ids, mask = _pad(self.batch_ids(chosen), self.device)
         labels = torch.from_numpy(self.y_train[chosen]).to(self.device)
         with autocast(self.device, self.train_autocast):
             out = self.model(input_ids, mask)
@@ -527,12 +585,11 @@ class FinetuneTrainer:
         (loss,) = distributed.sum_values([loss], self.world, self.device)
         if s.clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip)
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.consistent = False  # an interrupt now would catch the weights half-updated
-        self.optimizer.step()
-        self.scheduler.step()
-        self.step += 1
-        self.consistent = True
+        lr = max(group["lr"] for group in self.optimizer.param_groups)  # the head's (peak) rate
+        with uninterrupted():  # an interrupt lands before or after the step, never inside it
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
         return {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "kind": "train",
                 "loss": loss, "lr": lr}
 
@@ -543,7 +600,8 @@ class FinetuneTrainer:
         stop = False
         if self.world.main:
             result = evaluate_classifier(self.model, self.data.sequences["valid"], self.data.y["valid"],
-                                         self.settings.eval_batch_size, self.device, self.eval_autocast)
+                                         self.settings.eval_batch_size, self.device, self.eval_autocast,
+                                         strand=self.settings.eval_strand)
             self.model.train()
             row = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4), "kind": "validation",
                    "loss": result["loss"], **{name: result[name] for name in METRIC_NAMES}}
@@ -558,10 +616,10 @@ class FinetuneTrainer:
         return row, result
 
 
-def _pad(train_ids: list[np.ndarray], chosen: np.ndarray, device: torch.device):
+def _pad(id_arrays: list[np.ndarray], device: torch.device):
     from mxdna_cli.model.mxdna import pad_batch
 
-    return pad_batch([train_ids[i] for i in chosen], device)
+    return pad_batch(id_arrays, device)
 
 
 def save_checkpoint(trainer: FinetuneTrainer, area: Path) -> None:
@@ -651,9 +709,8 @@ def _run(settings, progress, say, stop_after_steps, started, world, device) -> d
             save_checkpoint(trainer, area)
             return {"interrupted": True, "step": trainer.step, "run_area": str(area)}
     except KeyboardInterrupt:
-        if trainer.consistent:
-            trainer.seconds = resumed_seconds + time.monotonic() - started
-            save_checkpoint(trainer, area)
+        trainer.seconds = resumed_seconds + time.monotonic() - started
+        save_checkpoint(trainer, area)
         if world.main:
             saved = (area / CHECKPOINT).is_file()
             say(f"interrupted at step {trainer.step}; " + (
@@ -671,7 +728,7 @@ def _finish(trainer, settings, data, model, device, precision, pretrained_from, 
     model.load_state_dict(best["state"])
     model.eval()
     test = evaluate_classifier(model, data.sequences["test"], data.y["test"], settings.eval_batch_size, device,
-                               trainer.eval_autocast)
+                               trainer.eval_autocast, strand=settings.eval_strand)
     seconds = resumed_seconds + time.monotonic() - started
     metrics = {"test": _public_metrics(test), "validation": best["metrics"], "best_step": best["step"],
                "steps": trainer.step, "epochs": round(trainer.step / trainer.steps_per_epoch, 4),
@@ -684,6 +741,8 @@ def _finish(trainer, settings, data, model, device, precision, pretrained_from, 
         "settings": _clean(asdict(settings)),
         "precision": precision,
         "pretrained_from": pretrained_from,
+        # how its metrics were scored: `mxdna predict --strand both` reproduces "both"
+        "eval_strand": settings.eval_strand,
     }
     from mxdna_cli.weights import save_model
 
@@ -767,6 +826,14 @@ def model_card(name: str, data: FinetuneData, metrics: dict, settings: FinetuneS
         f"AdamW lr {settings.lr}, weight decay {settings.weight_decay}, batch {settings.batch_size}, "
         f"{settings.schedule} decay after {settings.warmup_ratio:.0%} warmup, class weighting `{settings.class_weighting}`, "
         f"early stopping on validation MCC (patience {settings.patience}), seed {settings.seed}.",
+        f"Layer-wise lr decay {settings.layer_decay:g}"
+        + (" (off)" if settings.layer_decay == 1 else " per layer below the top (head and top layer at lr)")
+        + f"; classifier dropout {config.classifier_dropout:g}; reverse-complement augmentation "
+        + ("on (each example on a random strand, p = 0.5 per epoch)." if settings.rc_augment else "off."),
+        "Validation and test scoring: " + (
+            "mean of the class probabilities of each sequence and its reverse complement (eval strand `both`; "
+            "score new sequences the same way with `mxdna predict ... --strand both`)."
+            if settings.eval_strand == "both" else "the given strand only (eval strand `forward`)."),
         f"Trained in {'bf16 autocast' if precision == 'bfloat16' else 'float32'}"
         + (f", {settings.grad_accum} micro-batches per step" if settings.grad_accum > 1 else "") + ". "
         "Metrics are those of the float32 model" + (" (stored as float16)." if settings.half else "."),

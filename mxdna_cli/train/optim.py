@@ -27,14 +27,74 @@ EPS = 1e-6
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def adamw(model: torch.nn.Module, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (no decay on biases, norms and other vectors)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=BETAS, eps=EPS,
-    )
+def adamw(model: torch.nn.Module, *, lr: float, weight_decay: float, layer_decay: float = 1.0) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (no decay on biases, norms and other vectors).
+
+    With `layer_decay` < 1 (a classifier over the MxDNA backbone, see `layer_depths`) every depth
+    gets its own pair of groups (decayed matrices, undecayed vectors) at lr * layer_decay ** (top -
+    depth), the head and the top layer first, at lr. 1.0 keeps the two groups of old: checkpoints
+    of runs without layer decay keep their optimiser layout."""
+    if layer_decay == 1.0:
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        return torch.optim.AdamW(
+            [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=lr, betas=BETAS, eps=EPS,
+        )
+    return torch.optim.AdamW(layer_decay_groups(model, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay),
+                             lr=lr, betas=BETAS, eps=EPS)
+
+
+def layer_depths(model: torch.nn.Module) -> tuple[dict[str, int], int]:
+    """Depth of every parameter of a model over the MxDNA backbone (`model.*`), and the top depth.
+
+    Bottom up: the embedding is 0, nucleotide layer i is 1 + i, the learnt tokenizer (router,
+    experts, assembly) is one layer above the nucleotide layers, then the token layers; the top
+    token layer, the backbone's final norm and everything outside the backbone (decoder, norm,
+    classification head) share the top depth. A backbone parameter of another name is refused
+    rather than guessed, so that a new module cannot silently train at the wrong rate."""
+    backbone = getattr(model, "model", None)
+    if backbone is None or not hasattr(backbone, "nucleotide_layers"):
+        raise UsageError("layer decay needs a model over the MxDNA backbone")
+    n, m = len(backbone.nucleotide_layers), len(backbone.token_layers)
+    top = n + m + 1
+    depths = {}
+    for name, _ in model.named_parameters():
+        parts = name.split(".")
+        if parts[0] != "model":
+            depths[name] = top
+        elif parts[1] == "embed_tokens":
+            depths[name] = 0
+        elif parts[1] == "nucleotide_layers":
+            depths[name] = 1 + int(parts[2])
+        elif parts[1] == "tokenizer":
+            depths[name] = n + 1
+        elif parts[1] == "token_layers":
+            depths[name] = n + 2 + int(parts[2])
+        elif parts[1] == "final_norm":
+            depths[name] = top
+        else:
+            raise UsageError(f"layer decay: no depth known for backbone parameter {name}")
+    return depths, top
+
+
+def layer_decay_groups(model: torch.nn.Module, *, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
+    """AdamW parameter groups, top depth first: per depth the matrices (weight decay) and the
+    vectors (none), each with lr * layer_decay ** (top - depth); `depth` and `lr_scale` are kept in
+    the group (read them to see which rate a layer trains at)."""
+    if not 0 < layer_decay <= 1:
+        raise UsageError(f"layer decay {layer_decay}: must lie in (0, 1] (1 = off)")
+    depths, top = layer_depths(model)
+    groups = []
+    named = list(model.named_parameters())
+    for depth in range(top, -1, -1):
+        scale = layer_decay ** (top - depth)
+        for decayed in (True, False):
+            params = [p for name, p in named if depths[name] == depth and (p.dim() >= 2) == decayed]
+            if params:
+                groups.append({"params": params, "weight_decay": weight_decay if decayed else 0.0,
+                               "lr": lr * scale, "lr_scale": scale, "depth": depth})
+    return groups
 
 
 def warmup_decay(step: int, warmup: int, total: int, schedule: str) -> float:

@@ -232,9 +232,15 @@ def assert_same_weights(first, second, atol=1e-6):
         assert torch.allclose(value, second[key], atol=atol, rtol=0), key
 
 
-def test_an_interrupted_run_resumed_ends_with_the_uninterrupted_weights(tmp_path):
+# The recipe options draw randomness of their own (the strand of each example, the head's dropout)
+# or change the optimiser's groups (layer decay): the checkpoint must carry them too.
+RECIPE = dict(rc_augment=True, eval_strand="both", layer_decay=0.8, classifier_dropout=0.2)
+
+
+@pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["plain", "recipe"])
+def test_an_interrupted_run_resumed_ends_with_the_uninterrupted_weights(tmp_path, recipe):
     # 24 training examples / batch 8 = 3 steps per epoch, 3 epochs: interrupted mid-epoch at step 4
-    common = dict(epochs=3, patience=5, checkpoint_every=2)
+    common = dict(epochs=3, patience=5, checkpoint_every=2, **recipe)
     full = run_finetune(settings(tmp_path / "full", **common))
 
     def interrupt(step, row):
@@ -254,6 +260,9 @@ def test_an_interrupted_run_resumed_ends_with_the_uninterrupted_weights(tmp_path
         run_finetune(settings(tmp_path / "cut", **common))
     with pytest.raises(UsageError, match="lr="):
         run_finetune(settings(tmp_path / "cut", **common, lr=1e-3, resume=True))
+    with pytest.raises(UsageError, match="rc_augment="):
+        run_finetune(settings(tmp_path / "cut", **{**common, "rc_augment": not common.get("rc_augment", False)},
+                              resume=True))
     resumed = run_finetune(settings(tmp_path / "cut", **common, resume=True))
     assert not area.exists()  # the run area goes once the model folder is written
     assert resumed["steps"] == full["steps"] == 9 and resumed["best_step"] == full["best_step"]

@@ -1,0 +1,387 @@
+#!/usr/bin/env python
+"""Choose the promoter fine-tuning recipe: run named `mxdna finetune` configurations on the pooled
+promoter set and score each on validation data only.
+
+    python scripts/combine_promoter_datasets.py            # once: data/promoter/eukaryote_all/
+    python scripts/promoter_recipe.py [--configs NAME ...] [--threads 1] [--max-steps N] [--list]
+
+Every configuration in CONFIGS is a set of `mxdna finetune` flags over BASE, trained on
+eukaryote_all/train.tsv with eukaryote_all/valid.tsv as the validation split (early stopping and
+checkpoint choice on its MCC). No test split of any dataset is read here: `mxdna finetune` wants a
+test split, and gets `valid_probe.tsv`, the first 2 sequences of each class of the pooled
+validation split (so the "test" row of these runs' cards is 4 validation sequences, not a test).
+The trained model then scores each dataset's own valid.tsv (AUROC, MCC, ...), on the strands its
+run was validated on (one pass over their union: the two human sets share their positives).
+Ensembles (ENSEMBLES) average the per-dataset validation probabilities of finished member runs.
+
+Each configuration lives in runs/promoter_recipe/<name>/ (git-ignored): `model/` (the classifier,
+written only when its run is complete), `.model.run/` (the checkpoint of an unfinished run),
+`valid_probabilities.npz` and `result.json` (written last: the configuration is done). Rerunning
+skips done configurations, resumes an interrupted one (`mxdna finetune --resume`) and scores a
+trained one whose scoring was cut short. Each finished configuration appends one row to
+docs/promoter_recipe.tsv, with the exact command that trained it. Ctrl-C lets the running
+`mxdna finetune` save its checkpoint before the script stops.
+
+`--max-steps N` is a smoke test: every run stops after N steps (validated once, at the end), the
+validation splits are cut to their first `--smoke-valid` sequences per class and dataset (scoring
+all 5,200 takes minutes on one thread), and runs and table go to runs/promoter_recipe_smoke/,
+never to docs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATASETS = ("human_tata_synthetic", "human_tata_genomic", "arabidopsis_tata", "arabidopsis_nontata",
+            "arabidopsis_tair10_chr1")
+POOLED = "eukaryote_all"
+# The common starting point: the final bundled masked-LM model, the shipped classifiers' settings
+# (lr 1e-4, batch 16), validated every 500 steps (~1/5 epoch of the pooled ~39k sequences) so that
+# early stopping (patience 3) ends a run once validation stops improving, within 4 epochs.
+BASE = ["--pretrained", "mxdna-small", "--batch-size", "16", "--lr", "1e-4", "--epochs", "4", "--patience", "3",
+        "--eval-every", "500", "--checkpoint-every", "50", "--seed", "0"]
+# One change at a time from BASE (later flags override earlier ones); add the combinations the
+# first rows point to at the end, so that the table's earlier rows keep their meaning.
+CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "base": ("decoder head ([CLS] through the cross-attention decoder), forward strand", []),
+    "mean": ("mean pooling over tokens", ["--pooling", "mean"]),
+    "eval-both": ("strand-averaged validation (no augmentation)", ["--eval-strand", "both"]),
+    "rc": ("reverse-complement augmentation + strand-averaged validation", ["--rc-augment", "--eval-strand", "both"]),
+    "lr3e-4": ("peak lr 3e-4", ["--lr", "3e-4"]),
+    "lr3e-5": ("peak lr 3e-5", ["--lr", "3e-5"]),
+    "lr3e-4-ld0.8": ("peak lr 3e-4, layer-wise decay 0.8", ["--lr", "3e-4", "--layer-decay", "0.8"]),
+    "ld0.9": ("layer-wise decay 0.9", ["--layer-decay", "0.9"]),
+    "dropout0.1": ("head dropout 0.1", ["--dropout", "0.1"]),
+    "rc-seed1": ("as rc, seed 1 (ensemble member)", ["--rc-augment", "--eval-strand", "both", "--seed", "1"]),
+    "rc-seed2": ("as rc, seed 2 (ensemble member)", ["--rc-augment", "--eval-strand", "both", "--seed", "2"]),
+}
+# name -> (description, member configurations); scored once all members are done
+ENSEMBLES: dict[str, tuple[str, list[str]]] = {
+    "rc-ens3": ("mean probabilities of rc, rc-seed1, rc-seed2", ["rc", "rc-seed1", "rc-seed2"]),
+}
+METRICS = ("mcc", "auroc", "auprc", "accuracy", "f1")
+COLUMNS = ("name", "kind", "description", "valid_n", "valid_mcc", "valid_auroc", "valid_auprc",
+           *(f"{d}_{m}" for d in DATASETS for m in ("mcc", "auroc")), "best_step", "steps", "train_seconds",
+           "resumed", "finished", "command")
+
+
+def say(text: str) -> None:
+    print(f"promoter_recipe: {text}", file=sys.stderr, flush=True)
+
+
+def fail(text: str, code: int = 1) -> None:
+    print(f"promoter_recipe: {text}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    lines = path.read_text().splitlines()
+    return lines[0].split("\t"), [line.split("\t") for line in lines[1:] if line]
+
+
+def first_per_class(path: Path, count: int) -> list[list[str]]:
+    header, rows = read_rows(path)
+    label = header.index("label")
+    taken: dict[str, int] = {}
+    chosen = []
+    for row in rows:
+        if taken.get(row[label], 0) < count:
+            taken[row[label]] = taken.get(row[label], 0) + 1
+            chosen.append(row)
+    return chosen
+
+
+def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    text = "\t".join(header) + "\n" + "".join("\t".join(row) + "\n" for row in rows)
+    if not path.is_file() or path.read_text() != text:  # unchanged files keep resumed runs' inputs as they were
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def validation_files(args, runs: Path) -> dict:
+    """The pooled validation file, the probe given as --test, and each dataset's validation file."""
+    data = Path(args.data)
+    files = {"valid": data / POOLED / "valid.tsv", "datasets": {d: data / d / "valid.tsv" for d in DATASETS}}
+    if args.max_steps is not None:  # smoke test: a few sequences per class and dataset
+        cut = {}
+        for dataset, path in files["datasets"].items():
+            header, _ = read_rows(path)
+            cut[dataset] = runs / "valid" / f"{dataset}.tsv"
+            write_rows(cut[dataset], header, first_per_class(path, args.smoke_valid))
+        header, rows = read_rows(files["valid"])
+        keep = {row[0] for path in cut.values() for row in read_rows(path)[1]}
+        files["valid"] = runs / "valid" / f"{POOLED}.tsv"
+        write_rows(files["valid"], header, [row for row in rows if row[0] in keep])
+        files["datasets"] = cut
+    header, _ = read_rows(files["valid"])
+    files["probe"] = runs / "valid_probe.tsv"
+    write_rows(files["probe"], header, first_per_class(files["valid"], 2))
+    return files
+
+
+def merge_flags(*parts: list[str]) -> list[str]:
+    """Flags of the later parts replace the same flags of the earlier ones, in place (so that the
+    recorded command names every option once). A flag followed by a non-flag takes it as its value."""
+    merged: dict[str, list[str]] = {}
+    for part in parts:
+        index = 0
+        while index < len(part):
+            flag = part[index]
+            if not flag.startswith("--"):
+                raise ValueError(f"{part}: {flag!r} is not a flag")
+            takes_value = index + 1 < len(part) and not part[index + 1].startswith("--")
+            merged[flag] = part[index + 1 : index + 2] if takes_value else []
+            index += 2 if takes_value else 1
+    return [token for flag, value in merged.items() for token in (flag, *value)]
+
+
+def finetune_command(name: str, flags: list[str], args, folder: Path, files: dict) -> list[str]:
+    data = Path(args.data) / POOLED
+    run = ["--threads", str(args.threads), "--device", args.device]
+    if args.max_steps is not None:
+        run += ["--max-steps", str(args.max_steps), "--eval-every", str(args.max_steps)]
+    return ["mxdna", "finetune", str(data / "train.tsv"), "--valid", str(files["valid"]), "--test", str(files["probe"]),
+            "-o", str(folder / "model"), *merge_flags(BASE, flags, run)]
+
+
+def run_finetune(command: list[str], resume: bool, threads: int) -> None:
+    """Run `mxdna finetune` (this environment's), waiting for it to save its checkpoint on Ctrl-C."""
+    executable = Path(sys.executable).with_name("mxdna")
+    argv = [str(executable) if executable.is_file() else "mxdna", *command[1:], *(["--resume"] if resume else [])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    process = subprocess.Popen(argv, env=env)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:  # the child got the same SIGINT: let it write its checkpoint
+        process.wait()
+        fail("interrupted; rerun the same command to resume", 128 + signal.SIGINT)
+    if code in (128 + signal.SIGINT, -signal.SIGINT):  # Ctrl-C reached the child first: it saved its checkpoint
+        fail("interrupted; rerun the same command to resume", 128 + signal.SIGINT)
+    if code != 0:
+        fail(f"mxdna finetune exited with {code}: {shlex.join(argv)}", code)
+
+
+def read_split(path: Path, labels: list[str]) -> tuple[list[str], np.ndarray]:
+    from mxdna_cli.io.labeled import read_table
+
+    examples = read_table(str(path))
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted(set(examples.labels) - set(index))
+    if unknown:
+        fail(f"{path}: label {unknown[0]!r} is not a class of the model ({', '.join(labels)})")
+    return examples.sequences, np.array([index[label] for label in examples.labels], dtype=np.int64)
+
+
+def score_datasets(folder: Path, args, files: dict) -> dict:
+    """Each dataset's valid.tsv scored by the run's model, on the strands it was validated on."""
+    import torch
+
+    from mxdna_cli.train.finetune import predict_probabilities
+    from mxdna_cli.train.metrics import classification_metrics
+    from mxdna_cli.weights import load_model
+
+    torch.set_num_threads(args.threads)
+    model, info = load_model(folder / "model")
+    strand = info.extra.get("eval_strand", "forward")
+    splits = {d: read_split(files["datasets"][d], info.labels) for d in DATASETS}
+    unique = list(dict.fromkeys(s for sequences, _ in splits.values() for s in sequences))
+    scored = dict(zip(unique, predict_probabilities(model, unique, batch_size=64, strand=strand)))
+    scores, probabilities = {}, {}
+    for dataset, (sequences, y) in splits.items():
+        p = np.stack([scored[s] for s in sequences])
+        result = classification_metrics(y, p)
+        probabilities[dataset], probabilities[f"{dataset}_y"] = p, y
+        scores[dataset] = {m: result[m] for m in ("n", *METRICS)}
+        say(f"  {dataset}: valid MCC {result['mcc']:.4f}, AUROC {result['auroc']:.4f} (n {result['n']})")
+    np.savez(folder / "valid_probabilities.npz", **probabilities)
+    return {"datasets": scores, "eval_strand": strand, "labels": info.labels, "metrics": info.extra["metrics"],
+            "sha256": info.sha256}
+
+
+def run_config(name: str, args, runs: Path, files: dict) -> dict | None:
+    """Train (or resume) and score one configuration; None when it was already done."""
+    description, flags = CONFIGS[name]
+    folder = runs / name
+    done = folder / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    command = finetune_command(name, flags, args, folder, files)
+    resumed = False
+    if not (folder / "model" / "model.json").is_file():
+        resumed = (folder / ".model.run" / "checkpoint.pt").is_file()
+        say(f"{name}: {'resuming' if resumed else 'training'}: {shlex.join(command)}")
+        run_finetune(command, resumed, args.threads)
+    say(f"{name}: scoring the datasets' validation splits")
+    scored = score_datasets(folder, args, files)
+    valid = scored["metrics"]["validation"]
+    result = {"name": name, "kind": "run", "description": description, "command": shlex.join(command),
+              "resumed": resumed, "valid": {m: valid[m] for m in ("n", *METRICS)}, **scored,
+              "best_step": scored["metrics"]["best_step"], "steps": scored["metrics"]["steps"],
+              "train_seconds": scored["metrics"]["train_seconds"],
+              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    del result["metrics"]
+    write_json(done, result)
+    return result
+
+
+def run_ensemble(name: str, runs: Path, args, files: dict) -> dict | None:
+    """Mean class probabilities of the member runs on each dataset's validation split."""
+    from mxdna_cli.train.metrics import classification_metrics
+
+    description, members = ENSEMBLES[name]
+    folder = runs / name
+    if (folder / "result.json").is_file():
+        return json.loads((folder / "result.json").read_text())
+    missing = [m for m in members if not (runs / m / "result.json").is_file()]
+    if missing:
+        say(f"{name}: waits for {', '.join(missing)}")
+        return None
+    from mxdna_cli.io.labeled import read_table
+
+    stored = [np.load(runs / m / "valid_probabilities.npz") for m in members]
+    labels = json.loads((runs / members[0] / "result.json").read_text())["labels"]
+    scores, by_sequence = {}, {}
+    for dataset in DATASETS:
+        y = stored[0][f"{dataset}_y"]
+        p = np.mean([s[dataset] for s in stored], axis=0)
+        result = classification_metrics(y, p)
+        scores[dataset] = {m: result[m] for m in ("n", *METRICS)}
+        sequences = read_table(str(files["datasets"][dataset])).sequences
+        by_sequence.update(zip(sequences, p))
+    # the pooled validation split's rows are copies of the datasets' rows: look their probabilities up
+    sequences, y = read_split(files["valid"], labels)
+    pooled = classification_metrics(y, np.stack([by_sequence[s] for s in sequences]))
+    member_results = [json.loads((runs / m / "result.json").read_text()) for m in members]
+    result = {"name": name, "kind": "ensemble", "description": description,
+              "command": " + ".join(f"[{m}]" for m in members), "resumed": False,
+              "valid": {m: pooled[m] for m in ("n", *METRICS)}, "datasets": scores,
+              "best_step": "", "steps": sum(r["steps"] for r in member_results),
+              "train_seconds": round(sum(r["train_seconds"] for r in member_results), 1),
+              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "result.json", result)
+    return result
+
+
+def write_json(path: Path, value: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def append_row(table: Path, result: dict) -> None:
+    values = {"name": result["name"], "kind": result["kind"], "description": result["description"],
+              "valid_n": result["valid"]["n"], "valid_mcc": result["valid"]["mcc"],
+              "valid_auroc": result["valid"]["auroc"], "valid_auprc": result["valid"]["auprc"],
+              "best_step": result["best_step"], "steps": result["steps"], "train_seconds": f"{result['train_seconds']:.1f}",
+              "resumed": "yes" if result["resumed"] else "no", "finished": result["finished"],
+              "command": result["command"]}
+    for dataset in DATASETS:
+        for metric in ("mcc", "auroc"):
+            values[f"{dataset}_{metric}"] = result["datasets"][dataset][metric]
+    table.parent.mkdir(parents=True, exist_ok=True)
+    new = not table.is_file() or table.stat().st_size == 0
+    with table.open("a") as handle:
+        if new:
+            handle.write("\t".join(COLUMNS) + "\n")
+        handle.write("\t".join(cell(values[c]).replace("\t", " ") for c in COLUMNS) + "\n")
+
+
+def row_in_table(table: Path, result: dict) -> bool:
+    if not table.is_file():
+        return False
+    lines = table.read_text().splitlines()
+    if not lines:
+        return False
+    header = lines[0].split("\t")
+    name, finished = header.index("name"), header.index("finished")
+    return any(row.split("\t")[name] == result["name"] and row.split("\t")[finished] == result["finished"]
+               for row in lines[1:])
+
+
+def summary(runs: Path, names: list[str]) -> None:
+    """The finished configurations, best pooled validation MCC first: the selection."""
+    results = [json.loads((runs / n / "result.json").read_text()) for n in names if (runs / n / "result.json").is_file()]
+    results.sort(key=lambda r: (r["valid"]["mcc"], r["valid"]["auroc"]), reverse=True)
+    if not results:
+        return
+    print(f"{'configuration':16s} {'valid MCC':>9s} {'AUROC':>7s}  " + " ".join(f"{d[:14]:>14s}" for d in DATASETS))
+    for r in results:
+        per = " ".join(f"{r['datasets'][d]['mcc']:6.3f}/{r['datasets'][d]['auroc']:.3f}" for d in DATASETS)
+        print(f"{r['name']:16s} {r['valid']['mcc']:9.4f} {r['valid']['auroc']:7.4f}  {per}")
+    print(f"selected on pooled validation MCC: {results[0]['name']} (per dataset: MCC/AUROC)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="*", metavar="NAME",
+                        help="configurations or ensembles to run, in order (default: all of them)")
+    parser.add_argument("--data", default="data/promoter", help="folder of the promoter datasets")
+    parser.add_argument("--runs", default=None, help="run folders (default runs/promoter_recipe, or "
+                        "runs/promoter_recipe_smoke with --max-steps)")
+    parser.add_argument("--table", default=None, help="TSV the rows are appended to (default "
+                        "docs/promoter_recipe.tsv, or RUNS/promoter_recipe.tsv with --max-steps)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each run (default 1)")
+    parser.add_argument("--device", default="auto", help="device of the runs: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--max-steps", type=int, default=None, help="smoke test: stop every run after N steps")
+    parser.add_argument("--smoke-valid", type=int, default=10, metavar="N",
+                        help="with --max-steps: validation sequences per class and dataset (default 10)")
+    parser.add_argument("--list", action="store_true", help="print the configurations and their flags, and stop")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        fail("--threads must be at least 1", 2)
+    if args.max_steps is not None and args.max_steps < 1:
+        fail("--max-steps must be at least 1", 2)
+    known = [*CONFIGS, *ENSEMBLES]
+    names = args.configs or known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        fail(f"unknown configuration {unknown[0]!r}; choose from {', '.join(known)}", 2)
+    if args.list:
+        for name in known:
+            description, detail = CONFIGS[name] if name in CONFIGS else ENSEMBLES[name]
+            print(f"{name}\t{description}\t{' '.join(detail)}")
+        return 0
+    smoke = args.max_steps is not None
+    runs = Path(args.runs or ("runs/promoter_recipe_smoke" if smoke else "runs/promoter_recipe"))
+    table = Path(args.table or (runs / "promoter_recipe.tsv" if smoke else "docs/promoter_recipe.tsv"))
+    pooled = Path(args.data) / POOLED
+    for path in [pooled / "train.tsv", pooled / "valid.tsv", *(Path(args.data) / d / "valid.tsv" for d in DATASETS)]:
+        if not path.is_file():
+            fail(f"{path}: missing; build it with scripts/build_promoter_datasets.py and "
+                 "scripts/combine_promoter_datasets.py")
+    files = validation_files(args, runs)
+    for name in names:
+        result = run_config(name, args, runs, files) if name in CONFIGS else run_ensemble(name, runs, args, files)
+        if result is None:
+            continue
+        # a row per finished configuration, once: a run stopped between its result and its row gets
+        # the row now, a done one is left alone
+        if row_in_table(table, result):
+            say(f"{name}: done before, skipped")
+            continue
+        append_row(table, result)
+        say(f"{name}: pooled valid MCC {result['valid']['mcc']:.4f}, AUROC {result['valid']['auroc']:.4f} -> {table}")
+    summary(runs, names)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
