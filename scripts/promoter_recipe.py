@@ -186,7 +186,7 @@ def score_datasets(folder: Path, args, files: dict) -> dict:
     """Each dataset's valid.tsv scored by the run's model, on the strands it was validated on."""
     import torch
 
-    from mxdna_cli.train.finetune import predict_probabilities
+    from mxdna_cli.train.scoring import predict_probabilities
     from mxdna_cli.train.metrics import classification_metrics
     from mxdna_cli.weights import load_model
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from mxdna_cli.train.finetune import evaluate_classifier, read_table
+from mxdna_cli.io.labeled import read_table
+from mxdna_cli.train.scoring import evaluate_classifier
 from mxdna_cli.weights import load_model, save_model
 
 METRICS = ("accuracy", "f1", "mcc", "auroc", "auprc")

@@ -92,7 +92,7 @@ def evaluate_classifier_on(specs: Sequence[str], loaded: LoadedModel, settings: 
     """A classifier's test metrics on labelled inputs (the formats `mxdna finetune` reads); every
     label must be one of the model's classes."""
     from mxdna_cli.io.labeled import read_labeled
-    from mxdna_cli.train.finetune import evaluate_classifier
+    from mxdna_cli.train.scoring import evaluate_classifier
 
     examples = read_labeled(list(specs), settings.genome)
     if len(examples) == 0:

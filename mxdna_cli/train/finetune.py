@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import math
 import os
@@ -52,7 +51,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,13 +61,14 @@ import torch.nn.functional as F
 
 from mxdna_cli import sequence as vocab
 from mxdna_cli.errors import DataError, UsageError
-from mxdna_cli.io.labeled import read_labeled, read_table  # noqa: F401 (read_table: scripts import it from here)
-from mxdna_cli.model.config import ModelConfig
+from mxdna_cli.io.labeled import read_labeled
 from mxdna_cli.model.mxdna import MxDNAForSequenceClassification
-from mxdna_cli.runtime import class_probabilities, pick_device
+from mxdna_cli.runtime import pick_device
 from mxdna_cli.train.interrupts import uninterrupted
 from mxdna_cli.train import distributed
-from mxdna_cli.train.metrics import METRIC_NAMES, classification_metrics
+from mxdna_cli.train.card import _write_log, model_card
+from mxdna_cli.train.metrics import METRIC_NAMES
+from mxdna_cli.train.scoring import EVAL_STRANDS, evaluate_classifier, predict_probabilities
 from mxdna_cli.train.optim import (
     PRECISIONS,
     SCHEDULES,
@@ -107,14 +107,11 @@ __all__ = [
     "stratified_split",
 ]
 
-EVAL_STRANDS = ("forward", "both")
-
 CLASS_WEIGHTINGS = ("balanced", "none")
 LOG_FILE = "training_log.tsv"
 CARD_NAME = "README.md"
 CHECKPOINT = "checkpoint.pt"
 RUN_SETTINGS = "settings.json"
-LOG_COLUMNS = ("step", "epoch", "kind", "loss", "lr", *METRIC_NAMES, "seconds")
 # Settings that may differ when a run is resumed: where and how fast it runs, not what it computes
 # (grad_accum only regroups the sums of a step; precision is recorded with every run).
 RESUMABLE_CHANGES = {"threads", "device", "grad_accum", "checkpoint_every", "precision", "resume"}
@@ -254,76 +251,6 @@ def build_classifier(settings: FinetuneSettings, num_labels: int) -> tuple[MxDNA
 
 
 # ---------------------------------------------------------------------------------------------
-# Prediction and evaluation
-
-
-def _ids(sequence) -> np.ndarray:
-    if isinstance(sequence, np.ndarray):
-        return sequence
-    return vocab.encode(sequence)
-
-
-def _rc_ids(sequence) -> np.ndarray:
-    return vocab.reverse_complement_ids(_ids(sequence)).copy()
-
-
-def predict_probabilities(
-    model: MxDNAForSequenceClassification,
-    sequences: Sequence,
-    *,
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
-    strand: str = "forward",
-) -> np.ndarray:
-    """Class probabilities (N, C) float32 for DNA texts or id arrays, in input order (eval mode).
-
-    strand "both": the mean of the probabilities of each sequence and of its reverse complement,
-    each strand batched alike, so that scoring the reverse-complemented set gives the same numbers."""
-    if strand not in EVAL_STRANDS:
-        raise UsageError(f"strand '{strand}': choose from {', '.join(EVAL_STRANDS)}")
-    if strand == "both":
-        forward = predict_probabilities(model, sequences, batch_size=batch_size, device=device,
-                                        autocast_dtype=autocast_dtype)
-        reverse = predict_probabilities(model, [_rc_ids(s) for s in sequences], batch_size=batch_size,
-                                        device=device, autocast_dtype=autocast_dtype)
-        return ((forward + reverse) * np.float32(0.5)).astype(np.float32)
-    was_training = model.training
-    model.eval()
-    rows = []
-    try:
-        for start in range(0, len(sequences), batch_size):
-            batch = [_ids(s) for s in sequences[start : start + batch_size]]
-            rows.append(class_probabilities(model, batch, device, autocast_dtype))
-    finally:
-        model.train(was_training)
-    if not rows:
-        return np.zeros((0, model.num_labels), dtype=np.float32)
-    return np.concatenate(rows).astype(np.float32)
-
-
-def evaluate_classifier(
-    model: MxDNAForSequenceClassification,
-    sequences: Sequence,
-    labels: Sequence[int],
-    batch_size: int = 64,
-    device: torch.device | str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
-    strand: str = "forward",
-) -> dict:
-    """accuracy, f1, mcc, auroc, auprc, n, confusion, loss (mean cross-entropy) and probabilities (N, C);
-    strand "both" scores the mean of the two strands' probabilities (see `predict_probabilities`)."""
-    probabilities = predict_probabilities(model, sequences, batch_size=batch_size, device=device,
-                                          autocast_dtype=autocast_dtype, strand=strand)
-    y = np.asarray(labels, dtype=np.int64)
-    result = classification_metrics(y, probabilities)
-    picked = probabilities[np.arange(len(y)), y].astype(np.float64)
-    result["loss"] = float(-np.mean(np.log(np.clip(picked, 1e-12, None))))
-    result["probabilities"] = probabilities
-    return result
-
-
-# ---------------------------------------------------------------------------------------------
 # Training
 
 
@@ -377,14 +304,6 @@ def _clean(value):
 
 def _public_metrics(result: dict) -> dict:
     return _clean({k: v for k, v in result.items() if k != "probabilities"})
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
 
 
 def check_out_dir(out_dir: str) -> None:
@@ -759,84 +678,3 @@ def _finish(trainer, settings, data, model, device, precision, pretrained_from, 
             "stopped_early": trainer.stopped_early, "seconds": seconds, "pretrained_from": pretrained_from,
             "sha256": model_info.sha256, "test_probabilities": test["probabilities"], "log": trainer.log_rows,
             "precision": precision}
-
-
-def _write_log(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    buffer.write("\t".join(LOG_COLUMNS) + "\n")
-    for row in rows:
-        buffer.write("\t".join(_fmt(row.get(column)) for column in LOG_COLUMNS) + "\n")
-    path.write_text(buffer.getvalue())
-
-
-def _metric_cell(value) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
-def model_card(name: str, data: FinetuneData, metrics: dict, settings: FinetuneSettings,
-               pretrained_from: dict | None, config: ModelConfig, precision: str = "float32") -> str:
-    """The markdown card written as README.md in the classifier folder."""
-    test, valid = metrics["test"], metrics["validation"] or {}
-    start = (f"pretrained model `{pretrained_from['name']}` ({pretrained_from['task']}, sha256 "
-             f"{pretrained_from['sha256'][:12]}…)" if pretrained_from else f"random initialisation (preset `{settings.preset}`, no pretraining)")
-    positive = data.labels[-1] if len(data.labels) == 2 else None
-    lines = [
-        f"# {name}: MxDNA sequence classifier",
-        "",
-        f"Classes: {', '.join(f'`{label}`' for label in data.labels)}"
-        + (f" (positive class for F1/AUROC/AUPRC: `{positive}`)." if positive else " (macro averages)."),
-        f"Trained on sequences of {data.info['lengths']['min']}–{data.info['lengths']['max']} bp (window {data.window}).",
-        f"Started from {start}; model `{config.name}` ({config.hidden_size} hidden, "
-        f"{config.num_nucleotide_layers}+{config.num_token_layers} layers), pooling `{settings.pooling}`.",
-        "",
-        "## Test metrics",
-        "",
-        "| split | n | accuracy | F1 | MCC | AUROC | AUPRC |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for split, values in (("test", test), ("validation (best)", valid)):
-        if values:
-            lines.append(f"| {split} | {values['n']} | " + " | ".join(_metric_cell(values[m]) for m in METRIC_NAMES) + " |")
-    lines += [
-        "",
-        f"Best validation MCC at step {metrics['best_step']} of {metrics['steps']} "
-        f"({metrics['epochs']} epochs{', stopped early' if metrics['stopped_early'] else ''}); "
-        f"{metrics['train_seconds']} s.",
-        "",
-        "## Data",
-        "",
-        f"Inputs: train {', '.join(settings.train)}"
-        + (f"; valid {', '.join(settings.valid)}" if settings.valid else "")
-        + (f"; test {', '.join(settings.test)}" if settings.test else "")
-        + (f"; genome {settings.genome}" if settings.genome else "") + ".",
-        f"Split: {data.info['split']}.",
-        "",
-        "| split | " + " | ".join(data.labels) + " |",
-        "|---|" + "---|" * len(data.labels),
-    ]
-    for split in SPLITS:
-        lines.append(f"| {split} | " + " | ".join(str(data.info["counts"][split][label]) for label in data.labels) + " |")
-    shared = data.info["identical_to_a_train_sequence"]
-    lines += [
-        "",
-        f"Sequences identical to a training sequence: {shared['valid']} in valid, {shared['test']} in test.",
-        "",
-        "## Training",
-        "",
-        f"AdamW lr {settings.lr}, weight decay {settings.weight_decay}, batch {settings.batch_size}, "
-        f"{settings.schedule} decay after {settings.warmup_ratio:.0%} warmup, class weighting `{settings.class_weighting}`, "
-        f"early stopping on validation MCC (patience {settings.patience}), seed {settings.seed}.",
-        f"Layer-wise lr decay {settings.layer_decay:g}"
-        + (" (off)" if settings.layer_decay == 1 else " per layer below the top (head and top layer at lr)")
-        + f"; classifier dropout {config.classifier_dropout:g}; reverse-complement augmentation "
-        + ("on (each example on a random strand, p = 0.5 per epoch)." if settings.rc_augment else "off."),
-        "Validation and test scoring: " + (
-            "mean of the class probabilities of each sequence and its reverse complement (eval strand `both`; "
-            "score new sequences the same way with `mxdna predict ... --strand both`)."
-            if settings.eval_strand == "both" else "the given strand only (eval strand `forward`)."),
-        f"Trained in {'bf16 autocast' if precision == 'bfloat16' else 'float32'}"
-        + (f", {settings.grad_accum} micro-batches per step" if settings.grad_accum > 1 else "") + ". "
-        "Metrics are those of the float32 model" + (" (stored as float16)." if settings.half else "."),
-        "",
-    ]
-    return "\n".join(lines)
