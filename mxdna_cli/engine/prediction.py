@@ -3,10 +3,7 @@ region as TSV, or scanned along the genome in windows as a bigWig track."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import tempfile
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -19,9 +16,10 @@ from mxdna_cli.defaults import (
 )
 from mxdna_cli.engine.forward import classify
 from mxdna_cli.engine.inputs import Inputs, Target
-from mxdna_cli.engine.journal import Journal, reopen_for_append
+from mxdna_cli.engine.journal import Journal
 from mxdna_cli.engine.outputs import check_output, run_fingerprint, run_meta
 from mxdna_cli.engine.pipeline import Pipeline, WindowTask, window_tasks
+from mxdna_cli.engine.spill import RowSpill
 from mxdna_cli.engine.report import Reporter, Summary, timed
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.bigwig import BigWigWriter
@@ -183,7 +181,7 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
     summary: Summary = state["summary"]
 
     with journal.guard():
-        spill = _TrackSpill(s.track, journal)
+        spill = RowSpill(s.track, TRACK_ROW, journal)
         try:
             def work() -> None:
                 pending: list[float] = state["pending"]
@@ -199,7 +197,7 @@ def _predict_track(inputs: Inputs, loaded: LoadedModel, label_index: int, s: Pre
             timed(summary, reporter, None if total is None else total * inputs.passes, "scanning", work)
             if not chrom_sizes:
                 raise DataError(f"{inputs.path}: no record to write a track for")
-            spill.write_track(s.track, chrom_sizes, chroms, s.step, meta)
+            write_track(s.track, spill.rows(), chrom_sizes, chroms, s.step, meta)
         finally:
             spill.remove()
     if gaps:
@@ -216,74 +214,33 @@ TRACK_ROW = np.dtype([("target", "<i8"), ("start", "<i8"), ("value", "<f8")])  #
 BEDGRAPH_SUFFIXES = (".bedgraph", ".bg")
 
 
-class _TrackSpill:
-    """One row per scan window (target index, start, value), appended to a temporary file (in a
-    resumable run's journal folder), then written as a bigWig once every record is done."""
+def write_track(path: str, rows: np.ndarray, chrom_sizes, chroms: dict[int, str], step: int, meta) -> None:
+    """The scan's rows (TRACK_ROW) as a bigWig, or a bedGraph when the name says so (as deepTools'
+    --outFileFormat)."""
+    if path.lower().endswith(BEDGRAPH_SUFFIXES):
+        _write_bedgraph(path, rows, chroms, step, meta)
+    else:
+        _write_bigwig(path, rows, chrom_sizes, chroms, step, meta)
 
-    def __init__(self, track: str, journal: Journal) -> None:
-        self._owned = not journal.enabled
-        if self._owned:
-            fd, self.path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(track)),
-                                             prefix=f".{os.path.basename(track)}.", suffix=".rows.tmp")
-            os.close(fd)
-            self._file = reopen_for_append(self.path, "wb", None)
-        else:
-            self.path = journal.path("rows")
-            self._file = reopen_for_append(self.path, "wb", journal.size("rows"))
-            journal.track("rows", self)  # its tell() flushes the buffered rows first
-        self._rows: list[tuple[int, int, float]] = []
 
-    def add(self, target: int, start: int, value: float) -> None:
-        self._rows.append((target, start, value))
-        if len(self._rows) >= 4096:
-            self._flush()
+def _write_bedgraph(path: str, rows, chroms: dict[int, str], step: int, meta) -> None:
+    """`#key=value` provenance, a track line stating the step, then chrom, start, end, value."""
+    header = {**meta, "step": step}
+    with atomic_output(path) as handle:
+        handle.writelines(line + "\n" for line in metadata_header_lines(header))
+        handle.write(f'track type=bedGraph name="mxdna {meta.get("model", "")}" '
+                     f'description="P({meta.get("label", "")}), {step} nt bins, window {meta.get("window", "")}"\n')
+        for block in range(0, len(rows), 1 << 16):
+            part = rows[block : block + (1 << 16)]
+            handle.writelines(f"{chroms[int(t)]}\t{int(a)}\t{int(a) + step}\t{float(v):.6g}\n"
+                              for t, a, v in zip(part["target"], part["start"], part["value"]))
 
-    def _flush(self) -> None:
-        if self._rows:
-            self._file.write(np.array(self._rows, dtype=TRACK_ROW).tobytes())
-            self._rows = []
 
-    def tell(self) -> int:
-        self._flush()
-        return self._file.tell()
-
-    def write_track(self, path: str, chrom_sizes, chroms: dict[int, str], step: int, meta) -> None:
-        """bigWig, or bedGraph when the name says so (as deepTools' --outFileFormat)."""
-        self._flush()
-        self._file.close()
-        rows = np.memmap(self.path, dtype=TRACK_ROW, mode="r") if os.path.getsize(self.path) else np.zeros(0, TRACK_ROW)
-        if path.lower().endswith(BEDGRAPH_SUFFIXES):
-            self._write_bedgraph(path, rows, chroms, step, meta)
-        else:
-            self._write_bigwig(path, rows, chrom_sizes, chroms, step, meta)
-
-    @staticmethod
-    def _write_bedgraph(path: str, rows, chroms: dict[int, str], step: int, meta) -> None:
-        """`#key=value` provenance, a track line stating the step, then chrom, start, end, value."""
-        header = {**meta, "step": step}
-        with atomic_output(path) as handle:
-            handle.writelines(line + "\n" for line in metadata_header_lines(header))
-            handle.write(f'track type=bedGraph name="mxdna {meta.get("model", "")}" '
-                         f'description="P({meta.get("label", "")}), {step} nt bins, window {meta.get("window", "")}"\n')
-            for block in range(0, len(rows), 1 << 16):
-                part = rows[block : block + (1 << 16)]
-                handle.writelines(f"{chroms[int(t)]}\t{int(a)}\t{int(a) + step}\t{float(v):.6g}\n"
-                                  for t, a, v in zip(part["target"], part["start"], part["value"]))
-
-    @staticmethod
-    def _write_bigwig(path: str, rows, chrom_sizes, chroms: dict[int, str], step: int, meta) -> None:
-        """Contiguous windows become one fixedStep entry (step = span = the scan step)."""
-        with BigWigWriter(path, chrom_sizes, meta) as writer:
-            if rows.size:
-                breaks = np.flatnonzero((np.diff(rows["target"]) != 0) | (np.diff(rows["start"]) != step)) + 1
-                for run in np.split(np.arange(rows.size), breaks):
-                    first = rows[run[0]]
-                    writer.add(chroms[int(first["target"])], int(first["start"]), rows["value"][run], span=step)
-
-    def remove(self) -> None:
-        with contextlib.suppress(Exception):
-            self._file.close()
-        if self._owned:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-
+def _write_bigwig(path: str, rows, chrom_sizes, chroms: dict[int, str], step: int, meta) -> None:
+    """Contiguous windows become one fixedStep entry (step = span = the scan step)."""
+    with BigWigWriter(path, chrom_sizes, meta) as writer:
+        if rows.size:
+            breaks = np.flatnonzero((np.diff(rows["target"]) != 0) | (np.diff(rows["start"]) != step)) + 1
+            for run in np.split(np.arange(rows.size), breaks):
+                first = rows[run[0]]
+                writer.add(chroms[int(first["target"])], int(first["start"]), rows["value"][run], span=step)

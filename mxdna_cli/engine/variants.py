@@ -5,10 +5,7 @@ for the Python API (`score_records`)."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -41,9 +38,10 @@ from mxdna_cli.engine.alleles import (
     strands_of,
     vcf_records,
 )
-from mxdna_cli.engine.journal import Journal, input_fingerprint, reopen_for_append
+from mxdna_cli.engine.journal import Journal, input_fingerprint
 from mxdna_cli.engine.outputs import RUN_STAMP_KEYS, check_output, run_meta
 from mxdna_cli.engine.pipeline import Pipeline
+from mxdna_cli.engine.spill import RowSpill
 from mxdna_cli.engine.report import Reporter, Summary, timed
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.vcf import (
@@ -60,49 +58,6 @@ from mxdna_cli.runtime import LoadedModel
 
 
 SPILL_ROW = np.dtype([("key", "<i8"), ("llr", "<f8"), ("emb", "<f8"), ("dprob", "<f8")])
-
-
-class _Spill:
-    """Scores of the alleles done so far, appended to a file (in the journal folder of a resumable
-    run): the output is written from it once every allele is scored, in one pass over the VCF."""
-
-    def __init__(self, output: str, journal: Journal) -> None:
-        self._owned = not journal.enabled
-        if self._owned:
-            folder = os.path.dirname(os.path.abspath(output)) if output != STDOUT else None
-            fd, self.path = tempfile.mkstemp(dir=folder, prefix=".mxdna-variants.", suffix=".rows.tmp")
-            os.close(fd)
-            self._file = reopen_for_append(self.path, "wb", None)
-        else:
-            self.path = journal.path("scores")
-            self._file = reopen_for_append(self.path, "wb", journal.size("scores"))
-            journal.track("scores", self)
-        self._rows: list[tuple] = []
-
-    def add(self, key: int, scores: dict[str, float]) -> None:
-        self._rows.append((key, *(scores.get(name, np.nan) for name in SCORE_NAMES)))
-        if len(self._rows) >= 4096:
-            self.tell()
-
-    def tell(self) -> int:
-        if self._rows:
-            self._file.write(np.array(self._rows, dtype=SPILL_ROW).tobytes())
-            self._rows = []
-        return self._file.tell()
-
-    def rows(self) -> np.ndarray:
-        self.tell()
-        self._file.close()
-        if not os.path.getsize(self.path):
-            return np.zeros(0, SPILL_ROW)
-        return np.fromfile(self.path, dtype=SPILL_ROW)
-
-    def remove(self) -> None:
-        with contextlib.suppress(Exception):
-            self._file.close()
-        if self._owned:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
 
 
 def output_kind(path: str) -> str:
@@ -177,14 +132,14 @@ def score_variants(vcf: str, genome_path: str, lm: LoadedModel | None, clf: Load
         journal = Journal([s.output], fingerprint, resume=s.resume, warn=reporter.warn)
         summary = Summary(outputs=[s.output] + ([s.output + ".tbi"] if kind == "vcf.gz" else []))
         with journal.guard():
-            spill = _Spill(s.output, journal)
+            spill = RowSpill(s.output, SPILL_ROW, journal, key="scores")
             try:
                 state = journal.state or {"acc": {}}
 
                 def work() -> None:
                     for key, _, scores in run_tasks(pipeline, tasks(), forward, s.label_index, s.scores,
                                                     journal, state):
-                        spill.add(key, scores)
+                        spill.add(key, *(scores.get(name, np.nan) for name in SCORE_NAMES))
 
                 timed(summary, reporter, total, "scoring variants", work)
                 rows = spill.rows()
