@@ -1,19 +1,17 @@
 """What a fine-tuned classifier folder says about itself: the training log (TSV) and the model card
-(README.md): data, splits, settings, precision and metrics."""
+(README.md): data, splits, settings, precision and metrics. It reads a run's `FinetuneData` and
+`FinetuneSettings` by their fields (no import of the trainer, which imports this)."""
 
 from __future__ import annotations
 
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.train.metrics import METRIC_NAMES
 from mxdna_cli.train.splits import SPLITS
-
-if TYPE_CHECKING:  # for the annotations only: finetune imports this module
-    from mxdna_cli.train.finetune import FinetuneData, FinetuneSettings
 
 LOG_COLUMNS = ("step", "epoch", "kind", "loss", "lr", *METRIC_NAMES, "seconds")
 
@@ -38,7 +36,7 @@ def _metric_cell(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def model_card(name: str, data: FinetuneData, metrics: dict, settings: FinetuneSettings,
+def model_card(name: str, data: Any, metrics: dict, settings: Any,
                pretrained_from: dict | None, config: ModelConfig, precision: str = "float32") -> str:
     """The markdown card written as README.md in the classifier folder."""
     test, valid = metrics["test"], metrics["validation"] or {}
