@@ -175,8 +175,10 @@ def evaluate(
     model: ModelOptions = ModelOptions(),
     quiet: QuietOpt = False,
 ) -> None:
-    """Masked-nucleotide accuracy and loss of a masked-LM model on any FASTA (seeded, reproducible), or a
-    classifier's accuracy, F1, MCC, AUROC and AUPRC on labelled sequences.
+    """Score a model: masked-nucleotide accuracy (masked LM, any FASTA) or classifier metrics (labelled sets).
+
+    A masked-LM model gets its masked-nucleotide accuracy and loss (seeded, reproducible); a
+    classifier its accuracy, F1, MCC, AUROC and AUPRC on labelled sequences.
 
     Masked LM: windows tile each record from its start without overlap (windows with > 10% N are
     skipped); 15% of nucleotides are masked BERT-style and the model predicts them (softmax over
