@@ -224,7 +224,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Recompute each model's SHA-256.")] = False,
 ) -> None:
-    """Bundled models (task, size, SHA-256, trained or not), the device found, and versions."""
+    """Bundled models (task, what each is for, size, SHA-256, trained or not), the device found, and versions."""
     models = engine.describe_models(verify=verify)
     env = engine.environment()
     if as_json:
@@ -238,14 +238,15 @@ def info(
         console = Console(soft_wrap=True, width=200)  # a pipe or a file: do not fold the table to 80 columns
     if models:
         table = Table(title="Bundled models", title_justify="left")
-        for column in ("name", "task", "preset / config", "parameters", "sha256", "trained"):
+        for column in ("name", "task", "for", "preset / config", "parameters", "sha256", "trained"):
             table.add_column(column, no_wrap=column in ("name", "parameters", "sha256"))
         for row in models:
             sha = row["sha256"][:16] + "…"
             if verify:
                 sha += " ok" if row["sha256_ok"] else " MISMATCH"
             task = row["task"] + (f" ({', '.join(row['labels'])})" if row["labels"] else "")
-            table.add_row(row["name"], task, f"{row['preset']}: {row['config']}", f"{row['parameters']:,}", sha,
+            use = row["purpose"] + "".join(f"; the default of `predict {label}`" for label in row["default_for"])
+            table.add_row(row["name"], task, use, f"{row['preset']}: {row['config']}", f"{row['parameters']:,}", sha,
                           "yes" if row["trained"] else "no (random weights)")
         console.print(table)
     else:

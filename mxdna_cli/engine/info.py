@@ -39,6 +39,9 @@ def describe_models(verify: bool = False) -> list[dict[str, Any]]:
             "sha256": info.sha256,
             "trained": info.trained,
             "labels": info.labels,
+            "purpose": info.extra.get("purpose", ""),
+            "default_for": list(info.extra.get("default_for", [])),
+            "window": info.extra.get("window"),
             "path": str(info.path),
         }
         if verify:

@@ -384,6 +384,14 @@ def test_windows_with_step_shows_the_scan_windows_a_track_values(tmp_path, model
     assert run("windows", MINI, "-w", 100, "--step", 40, "--stride", 50).exit_code == 2
 
 
+def test_info_says_what_each_bundled_model_is_for_and_which_is_the_default():
+    data = json.loads(ok("info", "--json").stdout)
+    bundled = {row["name"]: row for row in data["models"]}
+    assert all(row["purpose"] for row in bundled.values())
+    defaults = [name for name, row in bundled.items() if "promoter" in row["default_for"]]
+    assert len(defaults) == 1 and bundled[defaults[0]]["task"] == "classification"
+
+
 def test_info_lists_models_device_and_versions(models):
     env = {"MXDNA_WEIGHTS": str(models.root)}
     text = ok("info", env=env).stdout
