@@ -22,8 +22,6 @@ Two things live only here:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -36,6 +34,7 @@ from mxdna_cli.defaults import DEFAULT_BATCH_TOKENS
 from mxdna_cli.engine.forward import WindowOutput
 from mxdna_cli.engine.inputs import Target
 from mxdna_cli.engine.journal import Journal
+from mxdna_cli.engine.memory import bound_heap, release_freed_memory
 from mxdna_cli.engine.report import Reporter, check_target
 from mxdna_cli.engine.stitch import Piece, UnitStitcher
 from mxdna_cli.errors import UsageError
@@ -150,28 +149,6 @@ def check_batch_tokens(batch_tokens: int) -> int:
     return batch_tokens
 
 
-def _malloc_trim() -> Callable[[], Any] | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
-        return None
-
-
-_TRIM = _malloc_trim()
-
-
-def release_freed_memory() -> None:
-    """Give freed heap memory back to the system after a batch.
-
-    The unit selection's rounds allocate tensors of ever-different sizes; glibc keeps the freed
-    pieces, and the peak resident size of a genome-scale run then creeps up with the number of
-    batches (measured: +437 MiB from 1 to 5 Mb of promoter track without trimming). Trimming after
-    every batch keeps it nearly flat (docs/benchmarks.md).
-    """
-    if _TRIM is not None:
-        _TRIM(0)
-
-
 # --------------------------------------------------------------------------- the loop
 
 
@@ -185,6 +162,7 @@ class Pipeline:
         self.reporter = reporter or Reporter()
         self.world = distributed.start(loaded.device.type if loaded is not None else "cpu")
         self.windows = 0  # windows run (by every rank, counted on rank 0)
+        bound_heap()
 
     @property
     def writes(self) -> bool:
@@ -241,7 +219,7 @@ class Pipeline:
             if not world.distributed:
                 self.windows += len(group)
                 self.reporter.advance(sum(chunk[i].progress for i in group))
-            release_freed_memory()  # after every batch: a few microseconds (measured), keeps the peak flat
+            release_freed_memory()
         if world.distributed:
             gathered = world.gather(mine)
             if not world.main:

@@ -1,0 +1,51 @@
+"""The C heap under a genome-scale run: what keeps its peak resident size from growing with the
+number of batches (glibc only; elsewhere these are no-ops).
+
+A run is thousands of batches whose large tensors (activations of 4-40 MB) change size from batch
+to batch: the learnt tokenizer decides how many tokens and units each batch has. glibc serves
+allocations below its mmap threshold from the heap, and that threshold rises on its own up to
+32 MiB once a large block is freed, so these tensors land in the heap, which fragments, and the
+peak crept up with the genome (measured: 817, 901 and 1,157 MiB for a 1, 5 and 30 Mb track). Two
+things bound it (docs/benchmarks.md has the figures):
+
+- `bound_heap`: a fixed 4 MiB mmap threshold, so every large tensor is its own mapping, given
+  back whole when freed, never a hole in the heap. The price is fresh pages for each such tensor.
+  A user's own `MALLOC_MMAP_THRESHOLD_` is left in force.
+- `release_freed_memory`: after every batch, the freed small pieces go back to the system.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+MMAP_THRESHOLD = 4 * 1024 * 1024
+_M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc malloc.h)
+
+
+def _libc():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:  # not glibc (macOS, musl): nothing to do
+        return None
+
+
+_LIBC = _libc()
+_bounded = False
+
+
+def bound_heap() -> None:
+    """Serve every allocation of 4 MiB or more by its own mapping (once per process)."""
+    global _bounded
+    if _bounded or _LIBC is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return
+    _LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    _bounded = True
+
+
+def release_freed_memory() -> None:
+    """Give freed heap memory back to the system (after a batch: a few microseconds, measured)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
