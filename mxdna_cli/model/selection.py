@@ -188,7 +188,7 @@ class _Geometry:
     def spread(self, V: Tensor) -> Tensor:
         """(B, L, n) int64 pair values -> (B, L) max over pairs covering each position."""
         B = V.shape[0]
-        L, K = self.L, self.K
+        K = self.K
         Vt = V.transpose(1, 2)  # (B, n, L) centre-indexed
         Vt = torch.nn.functional.pad(Vt, (0, self.max_left), value=_NONE)
         S = Vt.gather(2, self.start_to_centre.expand(B, -1, -1))  # (B, n, L) start-indexed
