@@ -146,7 +146,7 @@ DeviceOpt = Annotated[
 DtypeOpt = Annotated[
     Dtype,
     typer.Option(
-        "--dtype", help="Compute precision (autocast); float16 needs CUDA.", rich_help_panel=MODEL_PANEL,
+        "--dtype", help="Compute precision of the token layers and heads (autocast); the units are always decided in float32, so they do not change. float16 needs CUDA.", rich_help_panel=MODEL_PANEL,
         case_sensitive=False,
     ),
 ]

@@ -9,6 +9,7 @@ centres, deformable sampling positions and weights, and nucleotide- and token-le
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,7 +100,16 @@ def _encoder_layer(config: ModelConfig) -> EncoderLayer:
 
 
 class MxDNAModel(nn.Module):
-    """Backbone: embedding, nucleotide layers, learnt tokenizer, token layers, final LayerNorm."""
+    """Backbone: embedding, nucleotide layers, learnt tokenizer, token layers, final LayerNorm.
+
+    Under autocast (bf16, fp16) the nucleotide layers and the learnt tokenizer still run in
+    float32 while `exact_units` is True (the default): they decide the basic units, a discrete
+    choice that reduced precision flips at near-ties (a fifth of the units under bf16, measured),
+    so the units stay those of float32 and only the token layers and the heads run in reduced
+    precision. In training mode everything autocasts (speed; the router is jittered there anyway).
+    """
+
+    exact_units = True
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -114,10 +124,13 @@ class MxDNAModel(nn.Module):
         attention_mask = attention_mask.bool()
         nucleotide_mask, special_mask = position_masks(input_ids, attention_mask)
         nucleotide_rotary = self.rotary(nucleotide_positions(input_ids))
-        hidden = self.embed_tokens(input_ids)
-        for layer in self.nucleotide_layers:
-            hidden = layer(hidden, nucleotide_rotary, attention_mask)
-        tokenization = self.tokenizer(hidden, nucleotide_mask, special_mask, sample=sample)
+        device_type = input_ids.device.type
+        full_precision = self.exact_units and not self.training and torch.is_autocast_enabled(device_type)
+        with torch.autocast(device_type, enabled=False) if full_precision else contextlib.nullcontext():
+            hidden = self.embed_tokens(input_ids)
+            for layer in self.nucleotide_layers:
+                hidden = layer(hidden, nucleotide_rotary, attention_mask)
+            tokenization = self.tokenizer(hidden, nucleotide_mask, special_mask, sample=sample)
         tokens = tokenization.tokens
         layer_states = [tokens] if keep_layers else []
         # RoPE positions of tokens are nucleotide indices: relative distances stay in nucleotides.
