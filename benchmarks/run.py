@@ -1,0 +1,385 @@
+"""The benchmark suite: mxdna against its peers and against the machine, side by side in one run.
+
+Run: python benchmarks/run.py [--quick] [--threads N] [--device cpu|cuda] [--write docs/benchmarks.md]
+
+Sections (each a table; with --write they replace the generated part of docs/benchmarks.md, and
+the plots go to docs/benchmarks_*.png):
+1. the physical limit: the measured matmul peak (2048^2, float32 and bf16 on the CPU, bf16 on a GPU);
+2. models side by side: mxdna-small (bundled) and mxdna-base (random weights) against NT-v2-like,
+   DNABERT-2-like and single-nucleotide BERT peers of both sizes (benchmarks/peers.py), batches of
+   8 x 1 kb: FLOPs counted, nt/s (median of interleaved repeats), achieved FLOP/s and share of peak;
+3. the engine: `embed`, `tokenize` and a promoter track end to end (a child process: nt/s and peak
+   RSS) against the model's forward alone on the same windows, at windows of 512 nt to 16 kb;
+4. the learnt tokenizer's share of the forward, and the fast exact unit selection against the reference;
+5. scaling: `mxdna embed` time and peak memory from 1 kb up (to 30 Mb in the full mode).
+
+--quick (2-core CPU: under 10 minutes) runs 30 kb of DNA, windows of 512 and 1,024 nt, the small
+models in both precisions and the base ones in float32, and scaling to 100 kb. The full mode is for
+a GPU machine or a long CPU session. Needs the `bench` extra (transformers) and, for real DNA,
+data/bench/tair10_chr1.fa.gz (made by benchmarks/genome_scale.py; random DNA otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import forward_stages  # noqa: E402
+import peers  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+GENOME = ROOT / "data/bench/tair10_chr1.fa.gz"
+CHROM, OFFSET = "NC_003070.9", 2_000_000  # a gene-rich arm of TAIR10 chr1
+BEGIN, END = "<!-- benchmarks/run.py: begin -->", "<!-- benchmarks/run.py: end -->"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def cpu_has_native_bf16() -> bool:
+    from mxdna_cli.train.optim import cpu_has_native_bf16 as native
+
+    return native()
+
+
+def precisions(device: torch.device) -> list[str]:
+    if device.type == "cuda":
+        return ["bfloat16"]
+    return ["float32", "bfloat16"] if cpu_has_native_bf16() else ["float32"]
+
+
+def autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
+# --------------------------------------------------------------------------- 1. the physical limit
+
+
+def matmul_peak(device: torch.device, precision: str, n: int = 2048, repeats: int = 10) -> float:
+    """Best GFLOP/s of an n x n matmul."""
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+# --------------------------------------------------------------------------- DNA
+
+
+def dna_ids(total: int, window: int) -> list[np.ndarray]:
+    """Windows of model ids from real DNA (the bench genome) or, without it, random bases."""
+    from mxdna_cli import sequence as dna
+
+    count = max(1, total // window)
+    if GENOME.exists():
+        import pysam
+
+        with pysam.FastaFile(str(GENOME)) as fasta:
+            text = fasta.fetch(CHROM, OFFSET, OFFSET + count * window)
+        ids = dna.encode(text)
+    else:
+        ids = np.random.default_rng(0).choice(dna.BASE_IDS, count * window).astype(np.uint8)
+    return [ids[i * window : (i + 1) * window] for i in range(count)]
+
+
+def dna_fasta(path: Path, total: int) -> None:
+    from mxdna_cli import sequence as dna
+
+    ids = np.concatenate(dna_ids(total, total))
+    path.write_text(">bench\n" + dna.decode(ids) + "\n")
+
+
+# --------------------------------------------------------------------------- 2. models side by side
+
+
+def models_table(device, quick: bool, peak: dict[str, float], repeats: int) -> tuple[list[dict], str]:
+    batch, window = 8, 1024
+    genome = dna_ids(batch * window, window)
+    rows = []
+    for size in ("small", "base"):
+        benches = [peers.mxdna(size, batch, window, device, genome), *peers.peers(size, batch, window, device)]
+        for precision in precisions(device):
+            if quick and size == "base" and precision == "bfloat16":
+                continue
+            with autocast(device, precision):
+                flops = {b.name: peers.count_flops(b.forward) for b in benches}
+                times: dict[str, list[float]] = {b.name: [] for b in benches}
+                with torch.inference_mode():
+                    for b in benches:
+                        b.forward()  # warm-up
+                    for _ in range(repeats):  # interleaved: every model sees the same machine state
+                        for b in benches:
+                            sync(device)
+                            t = time.perf_counter()
+                            b.forward()
+                            sync(device)
+                            times[b.name].append(time.perf_counter() - t)
+            for b in benches:
+                seconds = statistics.median(times[b.name])
+                achieved = flops[b.name] / seconds / 1e9
+                rows.append(dict(model=b.name, size=size, precision=precision, params=b.params,
+                                 gflop_per_kb=flops[b.name] / b.nucleotides * 1000 / 1e9,
+                                 nt_s=b.nucleotides / seconds, gflop_s=achieved,
+                                 share=achieved / peak[precision]))
+    lines = ["| model | size | precision | params (M) | GFLOP per kb | nt/s | achieved GFLOP/s | share of matmul peak |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['size']} | {r['precision']} | {r['params'] / 1e6:.1f} | "
+                     f"{r['gflop_per_kb']:.2f} | {r['nt_s']:,.0f} | {r['gflop_s']:.0f} | {r['share']:.0%} |")
+    return rows, "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- 3. the engine
+
+
+def child_forward(spec: dict) -> dict:
+    """The model's forward alone over the windows a verb runs (batched as the pipeline batches)."""
+    from mxdna_cli.engine.pipeline import batch_groups
+    from mxdna_cli.model.mxdna import pad_batch
+    from mxdna_cli.runtime import load, load_classifier
+
+    torch.set_num_threads(spec["threads"])
+    dtype = spec["precision"]
+    if spec["verb"] == "track":
+        loaded, _ = load_classifier("promoter-arabidopsis", label="promoter", device=spec["device"], dtype=dtype)
+        module = loaded.module
+        window, step = 251, 250
+        ids = np.concatenate(dna_ids(spec["nt"], spec["nt"]))
+        windows = [ids[s : s + window] for s in range(0, len(ids) - window + 1, step)]
+    else:
+        loaded = load("mxdna-small", device=spec["device"], dtype=dtype)
+        module = loaded.backbone
+        from mxdna_cli.windows import Tiling, resolve_stride
+
+        ids = np.concatenate(dna_ids(spec["nt"], spec["nt"]))
+        plan = Tiling(spec["window"], resolve_stride(spec["window"], None)).windows(len(ids))
+        windows = [ids[w.start : w.end] for w in plan]
+    t = time.perf_counter()
+    with torch.inference_mode(), loaded.autocast_context():
+        for group in batch_groups([len(w) for w in windows], 16384):
+            module(*pad_batch([windows[i] for i in group], loaded.device))
+    sync(loaded.device)
+    return {"seconds": time.perf_counter() - t}
+
+
+def run_child(args: list[str]) -> tuple[float, float]:
+    """(seconds, peak RSS MiB) of a child process; the seconds it reports if it prints JSON."""
+    started = time.perf_counter()
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    out, err = process.stdout.read(), process.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(args)}\n{err}")
+    if out.strip().startswith("{"):
+        seconds = json.loads(out)["seconds"]
+    return seconds, usage.ru_maxrss / 1024
+
+
+def engine_table(device, quick: bool, threads: int, scratch: Path) -> tuple[list[dict], str]:
+    nt = 30_000 if quick else 400_000
+    fasta = scratch / "engine.fa"
+    dna_fasta(fasta, nt)
+    mxdna = [sys.executable, "-m", "mxdna_cli"]
+    common = ["--threads", str(threads), "--device", device.type, "-q"]
+    rows = []
+    windows = [512, 1024] if quick else [512, 1024, 4096, 16384]
+    for precision in precisions(device):
+        cases = [("embed", w) for w in windows] + [("tokenize", w) for w in windows] + [("track", 251)]
+        for verb, window in cases:
+            if verb == "embed":
+                command = [*mxdna, "embed", str(fasta), "-w", str(window), "-o", str(scratch / "e.npy")]
+            elif verb == "tokenize":
+                command = [*mxdna, "tokenize", str(fasta), "-w", str(window), "-o", str(scratch / "t.bed")]
+            else:
+                command = [*mxdna, "predict", "promoter", str(fasta), "--track", str(scratch / "p.bw"), "--step", "250"]
+            e2e, e2e_peak = run_child([*command, *common, "--dtype", precision])
+            spec = dict(verb=verb, window=window, nt=nt, threads=threads, device=device.type, precision=precision)
+            alone, alone_peak = run_child([sys.executable, __file__, "--child", json.dumps(spec)])
+            rows.append(dict(verb=verb, window=window, precision=precision, nt=nt, e2e=e2e, alone=alone,
+                             e2e_peak=e2e_peak, alone_peak=alone_peak))
+    lines = ["| verb | window | precision | end to end nt/s | forward alone nt/s | engine overhead | "
+             "peak RSS MiB (end to end / forward) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['verb']} | {r['window']:,} | {r['precision']} | {r['nt'] / r['e2e']:,.0f} | "
+                     f"{r['nt'] / r['alone']:,.0f} | {r['e2e'] / r['alone'] - 1:+.0%} | "
+                     f"{r['e2e_peak']:,.0f} / {r['alone_peak']:,.0f} |")
+    return rows, "\n".join(lines) + (
+        "\n\nEnd to end is the whole command as a process minus nothing (start-up, model loading, reading, "
+        "writing included); forward alone is the model's forward over the same windows in the same batches, "
+        "timed inside its process. Overhead = end to end / forward alone - 1.")
+
+
+# --------------------------------------------------------------------------- 4. the tokenizer
+
+
+def tokenizer_table(device, repeats: int) -> str:
+    from mxdna_cli.model.mxdna import pad_batch
+    from mxdna_cli.runtime import load
+
+    model = load("mxdna-small", device=str(device)).module.eval()
+    lines = ["| model | batch x window | nucleotide layers | router+selection | experts | deformable | "
+             "token layers | decoder | tokenizer share |", "|---|---|---|---|---|---|---|---|---|"]
+    for window in (512, 1024):
+        ids, mask = pad_batch([w[: window - 2] for w in dna_ids(8 * window, window)], device)
+        forward_stages.staged_forward(model, ids, mask, device)
+        runs = [forward_stages.staged_forward(model, ids, mask, device) for _ in range(repeats)]
+        median = {s: statistics.median(r[s] for r in runs) for s in forward_stages.STAGES}
+        share = (median["router+selection"] + median["experts"] + median["deformable"]) / sum(median.values())
+        cells = " | ".join(f"{median[s]:.0f} ms" for s in forward_stages.STAGES)
+        lines.append(f"| mxdna-small (bundled) | 8 x {window} | {cells} | {share:.1%} |")
+    lines += ["", "Exact unit selection alone (random scores, kernels 1..10), fast against the reference loop:", "",
+              *forward_stages.selection_table(device, [(8, 512), (8, 1024)])]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- 5. scaling
+
+
+def scaling_table(device, quick: bool, threads: int, scratch: Path) -> tuple[list[dict], str]:
+    sizes = [1_000, 10_000, 100_000] if quick else [1_000, 10_000, 100_000, 1_000_000, 5_000_000, 30_000_000]
+    rows = []
+    mxdna = [sys.executable, "-m", "mxdna_cli"]
+    for nt in sizes:
+        if GENOME.exists():
+            source = [str(GENOME), "-r", f"{CHROM}:1-{nt}"]
+        else:
+            dna_fasta(scratch / f"s{nt}.fa", nt)
+            source = [str(scratch / f"s{nt}.fa")]
+        seconds, peak = run_child([*mxdna, "embed", *source, "-o", str(scratch / "s.npy"), "--threads", str(threads),
+                                   "--device", device.type, "-q"])
+        rows.append(dict(nt=nt, seconds=seconds, peak=peak))
+    lines = ["| nt | wall s | nt/s | peak RSS MiB |", "|---|---|---|---|"]
+    lines += [f"| {r['nt']:,} | {r['seconds']:.1f} | {r['nt'] / r['seconds']:,.0f} | {r['peak']:,.0f} |" for r in rows]
+    return rows, "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def plots(model_rows: list[dict], scaling_rows: list[dict], folder: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    names = []
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, label in ((axes[0], "nt_s", "nt/s"), (axes[1], "share", "share of the matmul peak")):
+        labels = [f"{r['model'].split(' (')[0]} {r['size']} {r['precision'][:4]}" for r in model_rows]
+        colours = ["tab:red" if r["model"].startswith("mxdna") else "tab:grey" for r in model_rows]
+        ax.barh(range(len(model_rows)), [r[key] for r in model_rows], color=colours)
+        ax.set_yticks(range(len(model_rows)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(label)
+        if key == "nt_s":
+            ax.set_xscale("log")
+    fig.suptitle("batches of 8 x 1 kb; mxdna in red")
+    fig.tight_layout()
+    fig.savefig(folder / "benchmarks_models.png", dpi=110)
+    names.append("benchmarks_models.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["nt"] for r in scaling_rows], [r["peak"] for r in scaling_rows], "o-", label="peak RSS MiB")
+    ax.set_xscale("log")
+    ax.set_xlabel("nucleotides embedded")
+    ax.set_ylabel("peak RSS (MiB)")
+    ax2 = ax.twinx()
+    ax2.plot([r["nt"] for r in scaling_rows], [r["seconds"] for r in scaling_rows], "s--", color="tab:orange")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("wall seconds (dashed)")
+    fig.tight_layout()
+    fig.savefig(folder / "benchmarks_scaling.png", dpi=110)
+    names.append("benchmarks_scaling.png")
+    plt.close("all")
+    return names
+
+
+def write_report(path: Path, body: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{BEGIN}\n{body}\n{END}"
+    if BEGIN in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a short run (under 10 minutes on 2 CPU cores)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, help="timed repeats per model (default 3 quick, 7 full)")
+    parser.add_argument("--write", type=Path, help="replace the generated part of this markdown file (and plots beside it)")
+    parser.add_argument("--only", nargs="+", choices=["peak", "models", "engine", "tokenizer", "scaling"])
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child_forward(json.loads(args.child))))
+        return
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    repeats = args.repeats or (3 if args.quick else 7)
+    only = set(args.only or ["peak", "models", "engine", "tokenizer", "scaling"])
+    started = time.perf_counter()
+    peak = {p: matmul_peak(device, p) for p in precisions(device)}
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+             f"CPU, {args.threads} threads{', native bf16' if cpu_has_native_bf16() else ''}")
+    parts = [f"Generated by `python benchmarks/run.py{' --quick' if args.quick else ''} --threads {args.threads}` "
+             f"on {where}, torch {torch.__version__}, {time.strftime('%Y-%m-%d', time.gmtime())}.", ""]
+    if "peak" in only:
+        parts += ["### The physical limit: matmul peak (2048 x 2048)", "",
+                  "| precision | GFLOP/s |", "|---|---|", *[f"| {p} | {v:,.0f} |" for p, v in peak.items()], ""]
+    model_rows, scaling_rows = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        scratch = Path(folder)
+        if "models" in only:
+            model_rows, table = models_table(device, args.quick, peak, repeats)
+            parts += ["### Models side by side (random weights except mxdna-small; batches of 8 x 1 kb)", "", table, ""]
+            print(table, flush=True)
+        if "engine" in only:
+            _, table = engine_table(device, args.quick, args.threads, scratch)
+            parts += ["### The engine: end to end against the forward alone", "", table, ""]
+            print(table, flush=True)
+        if "tokenizer" in only:
+            table = tokenizer_table(device, repeats)
+            parts += ["### The learnt tokenizer's share of the forward", "", table, ""]
+            print(table, flush=True)
+        if "scaling" in only:
+            scaling_rows, table = scaling_table(device, args.quick, args.threads, scratch)
+            parts += ["### Scaling: `mxdna embed` from 1 kb up", "", table, ""]
+            print(table, flush=True)
+    parts.append(f"Whole suite: {time.perf_counter() - started:,.0f} s.")
+    body = "\n".join(parts)
+    if args.write is not None:
+        images = plots(model_rows, scaling_rows, args.write.parent) if model_rows and scaling_rows else []
+        body += "".join(f"\n\n![{name}]({name})" for name in images)
+        write_report(args.write, body)
+    print(body.splitlines()[-1])
+
+
+if __name__ == "__main__":
+    main()
