@@ -32,18 +32,31 @@ _COMPLEMENT_TEXT = str.maketrans("ACGTacgtRYSWKMBDHVNrymkbdhvn", "TGCAtgcaYRSWMK
 _DECODE = np.frombuffer(b"_N^$?ATCG", dtype=np.uint8)  # PAD _, UNK N, CLS ^, SEP $, MASK ?
 
 
+_PIECE = 1 << 22  # bytes converted at a time: a chromosome's temporaries stay a few MB, not 3-4 bytes/nt
+
+
+def _pieces(sequence: str | bytes):
+    """(offset, uint8 bytes) of consecutive pieces of the text (non-ASCII characters become '?')."""
+    for offset in range(0, len(sequence), _PIECE):
+        piece = sequence[offset : offset + _PIECE]
+        yield offset, np.frombuffer(piece.encode("ascii", "replace") if isinstance(piece, str) else piece, dtype=np.uint8)
+
+
 def encode(sequence: str | bytes, record: str = "sequence") -> np.ndarray:
     """Encode DNA text as uint8 ids (no CLS/SEP); raise DataError on a byte that is not DNA.
 
     `record` starts the message: say which file and record, e.g. "genome.fa: record 'chr1'".
     """
-    raw = np.frombuffer(sequence.encode("ascii", "replace") if isinstance(sequence, str) else sequence, dtype=np.uint8)
-    ids = _ENCODE[raw]
-    bad = np.flatnonzero(ids == _INVALID)
-    if bad.size:
-        position = int(bad[0])
-        char = chr(raw[position]) if 32 < raw[position] < 127 else f"byte 0x{raw[position]:02x}"
-        raise DataError(f"{record}: position {position + 1:,}: '{char}' is not a DNA letter (ACGT, N or IUPAC)")
+    ids = np.empty(len(sequence), dtype=np.uint8)
+    for offset, raw in _pieces(sequence):
+        part = ids[offset : offset + len(raw)]
+        np.take(_ENCODE, raw, out=part)
+        bad = np.flatnonzero(part == _INVALID)
+        if bad.size:
+            position = int(bad[0])
+            char = chr(raw[position]) if 32 < raw[position] < 127 else f"byte 0x{raw[position]:02x}"
+            raise DataError(f"{record}: position {offset + position + 1:,}: '{char}' is not a DNA letter "
+                            "(ACGT, N or IUPAC)")
     return ids
 
 
@@ -66,13 +79,12 @@ def n_fraction(sequence: str) -> float:
     """Share of positions that are not A/C/G/T (either case)."""
     if not sequence:
         return 0.0
-    raw = np.frombuffer(sequence.encode("ascii", "replace"), dtype=np.uint8)
-    return float(np.mean(_ENCODE[raw] == AMBIGUOUS_ID))
+    return sum(int(np.count_nonzero(_ENCODE[raw] == AMBIGUOUS_ID)) for _, raw in _pieces(sequence)) / len(sequence)
 
 
 def soft_masked_fraction(sequence: str) -> float:
     """Share of lower-case (soft-masked) positions."""
     if not sequence:
         return 0.0
-    raw = np.frombuffer(sequence.encode("ascii", "replace"), dtype=np.uint8)
-    return float(np.mean((raw >= ord("a")) & (raw <= ord("z"))))
+    lower = sum(int(np.count_nonzero((raw >= ord("a")) & (raw <= ord("z")))) for _, raw in _pieces(sequence))
+    return lower / len(sequence)

@@ -49,3 +49,14 @@ def test_error_position_has_thousands_separators_and_names_the_file():
     with pytest.raises(DataError) as caught:
         vocab.encode(text, record="genome.fa: record 'chr1'")
     assert str(caught.value) == "genome.fa: record 'chr1': position 1,234: 'J' is not a DNA letter (ACGT, N or IUPAC)"
+
+
+def test_long_sequences_are_converted_in_pieces_with_the_same_result(monkeypatch):
+    rng = np.random.default_rng(3)
+    text = "".join(rng.choice(list("ACGTacgtNnRy"), 5_003))
+    whole = (vocab.encode(text), vocab.n_fraction(text), vocab.soft_masked_fraction(text))
+    monkeypatch.setattr(vocab, "_PIECE", 64)
+    assert np.array_equal(vocab.encode(text), whole[0])
+    assert vocab.n_fraction(text) == pytest.approx(whole[1]) and vocab.soft_masked_fraction(text) == pytest.approx(whole[2])
+    with pytest.raises(DataError, match=r"position 4,001: 'X'"):  # the genome position, not the piece's
+        vocab.encode(text[:4000] + "X" + text[4001:], "f.fa: record 'x'")
