@@ -1,7 +1,9 @@
-"""Peak resident memory of a promoter track scan, in process, with the heap trimmed per chunk
-(the old behaviour) or per batch (the pipeline's behaviour): the allocator's share of the peak.
+"""Peak resident memory and time of a promoter track scan, in process: the allocator's share.
 
-Run: python benchmarks/track_memory.py --trim batch|chunk --size 300000 [--threads 2]
+--heap bounded (the pipeline's: a fixed 4 MiB mmap threshold, engine/memory.py) or glibc (glibc's
+own dynamic threshold); --trim batch (the pipeline's) or chunk (the heap trimmed once per chunk).
+
+Run: python benchmarks/track_memory.py [--heap bounded|glibc] [--trim batch|chunk] --size 300000 [--threads 2]
      (one size per process: the peak of a process only grows; compare sizes side by side)
 """
 
@@ -26,8 +28,11 @@ def main() -> None:
     parser.add_argument("--trim", choices=["batch", "chunk"], default="batch")
     parser.add_argument("--size", type=int, default=300_000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--heap", choices=["bounded", "glibc"], default="bounded")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.heap == "glibc":
+        pipeline.bound_heap = lambda: None
     if args.trim == "chunk":  # trim once per chunk of windows instead of after every batch
         trim = pipeline.release_freed_memory
         pipeline.release_freed_memory = lambda: None
@@ -43,7 +48,8 @@ def main() -> None:
     with engine.Inputs(engine.InputSpec(str(GENOME), regions=[f"NC_003070.9:1-{args.size}"])) as inputs:
         engine.predict(inputs, loaded, index, PredictSettings(track="/dev/shm/track_memory.bw", step=250))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"trim per {args.trim}, {args.size:,} nt: peak RSS {peak:,.0f} MiB, {time.perf_counter() - started:.1f} s")
+    print(f"heap {args.heap}, trim per {args.trim}, {args.size:,} nt: peak RSS {peak:,.0f} MiB, "
+          f"{time.perf_counter() - started:.1f} s")
 
 
 if __name__ == "__main__":
