@@ -164,3 +164,59 @@ def test_autocast_keeps_the_float32_units(trained):
     assert torch.equal(exact.tokenization.router_logits, plain.tokenization.router_logits)
     assert not torch.equal(exact.logits, plain.logits)  # the rest did run in reduced precision
     assert fast.tokenization.router_logits.dtype == torch.bfloat16
+
+
+def test_token_groups_cover_every_row_once_within_the_budget():
+    from mxdna_cli.model.mxdna import token_groups
+
+    counts = [5, 130, 7, 64, 64, 1, 300, 12]
+    groups = token_groups(counts, 140)
+    assert sorted(r for g in groups for r in g) == list(range(len(counts)))
+    for group in groups:
+        widest = max(counts[r] for r in group)
+        assert counts[group[0]] == widest
+        assert len(group) == 1 or len(group) * widest <= 140
+    assert [counts[g[0]] for g in groups] == sorted((counts[g[0]] for g in groups), reverse=True)
+
+
+@pytest.mark.parametrize("trained", [False, True], ids=["random-offsets", "mxdna-small"])
+def test_grouped_token_stage_gives_the_whole_batchs_outputs(trained, monkeypatch):
+    """Inference runs the token stage over groups of rows of similar token count: for every valid
+    token the states, layer states, sampling and logits are those of the batch run as one group."""
+    import mxdna_cli.model.mxdna as module
+
+    if trained:
+        from mxdna_cli.runtime import load
+
+        model = load("mxdna-small", device="cpu").module
+    else:
+        torch.manual_seed(2)
+        model = MxDNAForMaskedLM(TINY).eval()
+        for conv in (model.model.tokenizer.assembly.offset_conv, model.model.tokenizer.assembly.modulator_conv):
+            torch.nn.init.normal_(conv.weight, std=0.3)  # zero offsets would hide a wrong sampling row
+    # rows of very different token counts: a (CA)n repeat gets 2-nt units, poly-N and short rows few
+    rows = [np.array([vocab.C, vocab.A] * 100, dtype=np.uint8), random_ids(260), random_ids(40),
+            np.full(150, vocab.UNK, dtype=np.uint8), random_ids(201)]
+    ids, mask = pad_batch(rows)
+
+    def run(budget):
+        monkeypatch.setattr(module, "TOKEN_GROUP_POSITIONS", budget)
+        with torch.inference_mode():
+            return model(ids, mask)
+
+    whole, grouped = run(10**9), run(64)
+    valid = whole.token_valid
+    assert torch.equal(grouped.token_valid, valid) and torch.equal(grouped.token_positions, whole.token_positions)
+    assert torch.equal(grouped.tokenization.center_expert, whole.tokenization.center_expert)
+    for a, b in [(grouped.token_hidden, whole.token_hidden), (grouped.tokenization.tokens, whole.tokenization.tokens),
+                 (grouped.tokenization.sample_positions, whole.tokenization.sample_positions),
+                 (grouped.tokenization.modulation, whole.tokenization.modulation)]:
+        torch.testing.assert_close(a[valid], b[valid], rtol=1e-4, atol=1e-5)  # float32 noise of other GEMM shapes
+    torch.testing.assert_close(grouped.logits[mask], whole.logits[mask], rtol=1e-4, atol=1e-5)
+    with torch.inference_mode():
+        monkeypatch.setattr(module, "TOKEN_GROUP_POSITIONS", 64)
+        kept = model.model(ids, mask, keep_layers=True)
+        monkeypatch.setattr(module, "TOKEN_GROUP_POSITIONS", 10**9)
+        kept_whole = model.model(ids, mask, keep_layers=True)
+    for a, b in zip(kept.token_layer_states, kept_whole.token_layer_states, strict=True):
+        torch.testing.assert_close(a[valid], b[valid], rtol=1e-4, atol=1e-5)  # float32 noise of other GEMM shapes
