@@ -20,29 +20,7 @@ from torch import nn
 from mxdna_cli import sequence as vocab
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.layers import CrossAttentionLayer, EncoderLayer, rotary_tables
-from mxdna_cli.model.tokenizer_layer import (
-    DeformableAssembly,
-    LearntTokenizer,
-    Tokenization,
-    compact_positions,
-    load_balancing_loss,
-)
-
-
-TOKEN_GROUP_POSITIONS = 4096  # padded token positions per group of rows in the inference token stage
-
-
-def token_groups(counts: list[int], budget: int) -> list[list[int]]:
-    """Rows gathered largest token count first, each group's rows x its largest count within
-    `budget` (a row alone may exceed it)."""
-    order = sorted(range(len(counts)), key=lambda row: -counts[row])
-    groups: list[list[int]] = []
-    for row in order:
-        if groups and (len(groups[-1]) + 1) * counts[groups[-1][0]] <= budget:
-            groups[-1].append(row)
-        else:
-            groups.append([row])
-    return groups
+from mxdna_cli.model.tokenizer_layer import DeformableAssembly, LearntTokenizer, Tokenization
 
 
 def pad_batch(id_arrays: list[np.ndarray], device: torch.device | str = "cpu"):
@@ -148,89 +126,28 @@ class MxDNAModel(nn.Module):
         nucleotide_rotary = self.rotary(nucleotide_positions(input_ids))
         device_type = input_ids.device.type
         full_precision = self.exact_units and not self.training and torch.is_autocast_enabled(device_type)
-        in_float32 = (lambda: torch.autocast(device_type, enabled=False)) if full_precision else contextlib.nullcontext
-        with in_float32():
+        with torch.autocast(device_type, enabled=False) if full_precision else contextlib.nullcontext():
             hidden = self.embed_tokens(input_ids)
             for layer in self.nucleotide_layers:
                 hidden = layer(hidden, nucleotide_rotary, attention_mask)
-            if self.training or input_ids.shape[0] == 0:
-                tokenization = self.tokenizer(hidden, nucleotide_mask, special_mask, sample=sample)
-        if self.training or input_ids.shape[0] == 0:
-            tokens, layer_states = self._token_layers(tokenization.tokens, tokenization.token_positions,
-                                                      tokenization.token_valid, keep_layers)
-            token_hidden = self.final_norm(tokens)
-        else:
-            tokenization, token_hidden, layer_states = self._grouped_token_stage(
-                hidden, nucleotide_mask, special_mask, sample, keep_layers, in_float32)
+            tokenization = self.tokenizer(hidden, nucleotide_mask, special_mask, sample=sample)
+        tokens = tokenization.tokens
+        layer_states = [tokens] if keep_layers else []
+        # RoPE positions of tokens are nucleotide indices: relative distances stay in nucleotides.
+        token_rotary = self.rotary(tokenization.token_positions)
+        for layer in self.token_layers:
+            tokens = layer(tokens, token_rotary, tokenization.token_valid)
+            if keep_layers:
+                layer_states.append(tokens)
         return MxDNAOutput(
             nucleotide_hidden=hidden,
-            token_hidden=token_hidden,
+            token_hidden=self.final_norm(tokens),
             tokenization=tokenization,
             attention_mask=attention_mask,
             token_layer_states=layer_states,
             nucleotide_rotary=nucleotide_rotary,
-            # RoPE positions of tokens are nucleotide indices: relative distances stay in nucleotides.
-            token_rotary=self.rotary(tokenization.token_positions),
+            token_rotary=token_rotary,
         )
-
-    def _token_layers(self, tokens, positions, valid, keep_layers: bool):
-        """The token layers over (B, K, d) tokens: the final states, and every layer's if asked."""
-        layer_states = [tokens] if keep_layers else []
-        rotary = self.rotary(positions)
-        for layer in self.token_layers:
-            tokens = layer(tokens, rotary, valid)
-            if keep_layers:
-                layer_states.append(tokens)
-        return tokens, layer_states
-
-    def _grouped_token_stage(self, hidden, nucleotide_mask, special_mask, sample, keep_layers, in_float32):
-        """Inference: assembly and token layers run over groups of rows of similar token count.
-
-        A batch's token tensors are as wide as its row with the most tokens, and the learnt tokenizer
-        decides that count: one repeat-rich window (2-nt units) can double the token stage's size,
-        work and memory for the whole batch, so over a genome the peak crept up with the number of
-        batches (the rarest windows set it). Grouped, every group's padded size stays within
-        TOKEN_GROUP_POSITIONS (a lone row may exceed it) and little is spent on padding. Rows are
-        independent, so the valid outputs are those of the batch run whole; the padded (B, K)
-        outputs are zero where a row has no token.
-        """
-        with in_float32():
-            units = self.tokenizer.units(hidden, nucleotide_mask, special_mask, sample=sample)
-        counts = units.token_mask.sum(dim=1)
-        batch, width = counts.shape[0], int(counts.max())
-        parts = []
-        for rows in token_groups(counts.tolist(), TOKEN_GROUP_POSITIONS):
-            index = torch.tensor(rows, device=hidden.device)
-            with in_float32():
-                positions, valid = compact_positions(units.token_mask.index_select(0, index))
-                tokens, samples, modulation = self.tokenizer.assemble(units, positions, index)
-            final, states = self._token_layers(tokens, positions, valid, keep_layers)
-            parts.append((index, positions, valid, tokens, samples, modulation, self.final_norm(final), states))
-
-        def gather(column: int, layer: int | None = None):
-            def part(p):
-                return p[column] if layer is None else p[7][layer]
-            first = part(parts[0])
-            full = first.new_zeros((batch, width, *first.shape[2:]))
-            for p in parts:
-                value = part(p)
-                full[p[0], : value.shape[1]] = value
-            return full
-
-        tokenization = Tokenization(
-            tokens=gather(3),
-            token_positions=gather(1),
-            token_valid=gather(2),
-            router_logits=units.router_logits,
-            center_expert=units.center_expert,
-            gate=units.gate,
-            sample_positions=gather(4),
-            modulation=gather(5),
-            load_balancing_loss=load_balancing_loss(units.router_logits, units.center_expert,
-                                                    len(self.tokenizer.kernel_sizes)),
-        )
-        layer_states = [gather(7, i) for i in range(len(parts[0][7]))]
-        return tokenization, gather(6), layer_states
 
     def rotary(self, positions: torch.Tensor):
         return rotary_tables(positions, self.config.head_dim, self.config.rope_theta)

@@ -125,20 +125,6 @@ class Tokenization:
     load_balancing_loss: torch.Tensor  # scalar
 
 
-@dataclass
-class Units:
-    """The basic units of a batch, before assembly: the stream with each unit's expert output added
-    at its centre, the router's decision, and which positions become tokens (centres, CLS, SEP)."""
-
-    hidden: torch.Tensor  # (B, L, d)
-    router_logits: torch.Tensor  # (B, L, n)
-    center_expert: torch.Tensor  # (B, L)
-    gate: torch.Tensor  # (B, L)
-    token_mask: torch.Tensor  # (B, L) bool
-    nucleotide_mask: torch.Tensor  # (B, L) bool
-    special_mask: torch.Tensor  # (B, L) bool
-
-
 def compact_positions(mask: torch.Tensor):
     """Indices of True entries per row, left-aligned in order: (B, K) indices and (B, K) validity."""
     counts = mask.sum(dim=1)
@@ -181,23 +167,6 @@ class LearntTokenizer(nn.Module):
 
         `sample` turns the router jitter on (default: in training mode only).
         """
-        units = self.units(hidden, nucleotide_mask, special_mask, sample=sample)
-        positions, valid = compact_positions(units.token_mask)
-        tokens, sample_positions, modulation = self.assemble(units, positions)
-        return Tokenization(
-            tokens=tokens,
-            token_positions=positions,
-            token_valid=valid,
-            router_logits=units.router_logits,
-            center_expert=units.center_expert,
-            gate=units.gate,
-            sample_positions=sample_positions,
-            modulation=modulation,
-            load_balancing_loss=load_balancing_loss(units.router_logits, units.center_expert, len(self.kernel_sizes)),
-        )
-
-    def units(self, hidden, nucleotide_mask, special_mask, *, sample: bool | None = None) -> "Units":
-        """Router, exact selection and experts: the basic units, written at their centres."""
         normed = self.norm(hidden)
         router_input = normed
         if (self.training if sample is None else sample) and self.jitter > 0:
@@ -208,17 +177,24 @@ class LearntTokenizer(nn.Module):
         is_centre = center >= 0
         probs = torch.softmax(logits.float(), dim=-1)
         gate = probs.gather(-1, center.clamp(min=0)[..., None]).squeeze(-1) * is_centre
-        hidden = hidden + self._experts(normed, center, gate)
-        return Units(hidden, logits, center, gate, is_centre | special_mask, nucleotide_mask, special_mask)
 
-    def assemble(self, units: "Units", positions: torch.Tensor, rows: torch.Tensor | None = None):
-        """Deformable assembly of the tokens at `positions` (B', K') of `rows` (all rows if None):
-        (tokens, sample positions, modulation). Rows are independent, so any subset gives the same
-        values for its rows as the whole batch does."""
-        pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))
-        nucleotide_mask = pick(units.nucleotide_mask)
-        return self.assembly(pick(units.hidden), positions, pick(units.token_mask), nucleotide_mask,
-                             nucleotide_mask | pick(units.special_mask))
+        hidden = hidden + self._experts(normed, center, gate)
+        token_mask = is_centre | special_mask
+        positions, valid = compact_positions(token_mask)
+        tokens, sample_positions, modulation = self.assembly(
+            hidden, positions, token_mask, nucleotide_mask, nucleotide_mask | special_mask
+        )
+        return Tokenization(
+            tokens=tokens,
+            token_positions=positions,
+            token_valid=valid,
+            router_logits=logits,
+            center_expert=center,
+            gate=gate,
+            sample_positions=sample_positions,
+            modulation=modulation,
+            load_balancing_loss=load_balancing_loss(logits, center, len(self.kernel_sizes)),
+        )
 
     def _experts(self, normed, center, gate):
         """Each expert's output times its gate, written at its units' centres; zero elsewhere."""
