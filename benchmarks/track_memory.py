@@ -3,10 +3,9 @@
 --heap bounded (the pipeline's: a fixed 4 MiB mmap threshold, engine/memory.py) or glibc (glibc's
 own dynamic threshold); --trim batch (the pipeline's) or chunk (the heap trimmed once per chunk).
 
---groups off runs each batch's token stage as one group (before the grouping); --trace prints the
-batches that raise the peak, with their widest row's token count.
+--trace prints the batches that raise the peak, with their widest row's token count.
 
-Run: python benchmarks/track_memory.py [--heap bounded|glibc] [--trim batch|chunk] [--groups on|off]
+Run: python benchmarks/track_memory.py [--heap bounded|glibc] [--trim batch|chunk]
      [--start 1] --size 300000 [--threads 2] [--trace]
      (one size per process: the peak of a process only grows; compare sizes side by side)
 """
@@ -55,8 +54,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--heap", choices=["bounded", "glibc"], default="bounded")
     parser.add_argument("--start", type=int, default=1, help="first base of the region (1-based)")
-    parser.add_argument("--groups", choices=["on", "off"], default="on",
-                        help="off: the token stage as one group per batch (as before grouping)")
     parser.add_argument("--trace", action="store_true", help="print each batch that raises the peak, with its "
                         "widest row's token count")
     args = parser.parse_args()
@@ -73,10 +70,6 @@ def main() -> None:
             trim()
 
         pipeline.Pipeline._run_chunk = chunked
-    if args.groups == "off":
-        import mxdna_cli.model.mxdna as model_module
-
-        model_module.TOKEN_GROUP_POSITIONS = 1 << 62
     loaded, index = engine.load_classifier("promoter-arabidopsis", label="promoter")
     if args.trace:
         trace(loaded)
@@ -85,7 +78,7 @@ def main() -> None:
     with engine.Inputs(engine.InputSpec(str(GENOME), regions=[region])) as inputs:
         engine.predict(inputs, loaded, index, PredictSettings(track="/dev/shm/track_memory.bw", step=250))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"heap {args.heap}, trim per {args.trim}, token groups {args.groups}, {region}: peak RSS {peak:,.0f} MiB, "
+    print(f"heap {args.heap}, trim per {args.trim}, {region}: peak RSS {peak:,.0f} MiB, "
           f"{time.perf_counter() - started:.1f} s")
 
 
