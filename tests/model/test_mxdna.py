@@ -164,3 +164,27 @@ def test_autocast_keeps_the_float32_units(trained):
     assert torch.equal(exact.tokenization.router_logits, plain.tokenization.router_logits)
     assert not torch.equal(exact.logits, plain.logits)  # the rest did run in reduced precision
     assert fast.tokenization.router_logits.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("name", ["promoter-human", "promoter-arabidopsis"])
+def test_bf16_promoter_probabilities_stay_within_1e_3_of_float32(name):
+    """The exact bf16 path: units and classification head in float32, token layers in bf16."""
+    from pathlib import Path
+
+    from mxdna_cli.io.fasta import iter_fasta_records
+    from mxdna_cli.runtime import class_probabilities, load
+
+    folder = Path(__file__).resolve().parents[1] / "data/promoter"
+    texts = [r.sequence for f in ("promoter.fa", "nonpromoter.fa", "genome.fa") for r in iter_fasta_records(str(folder / f))]
+    ids = [piece for t in texts for piece in np.array_split(vocab.encode(t), max(1, len(t) // 251))]
+    model = load(name, device="cpu").module
+    full = class_probabilities(model, ids, "cpu")
+    half = class_probabilities(model, ids, "cpu", torch.bfloat16)
+    assert np.abs(full - half).max() < 1e-3
+    assert not np.array_equal(full, half)  # the token layers did run in bf16
+    # the head itself ran in float32: its logits are those of the same token states in float32
+    batch, mask = pad_batch(ids[:8])
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(batch, mask)
+        assert torch.equal(out.logits, model.classifier(model.pooled(out)))
