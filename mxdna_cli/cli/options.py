@@ -146,7 +146,9 @@ DeviceOpt = Annotated[
 DtypeOpt = Annotated[
     Dtype,
     typer.Option(
-        "--dtype", help="Compute precision of the token layers and heads (autocast); the units are always decided in float32, so they do not change. float16 needs CUDA.", rich_help_panel=MODEL_PANEL,
+        "--dtype", rich_help_panel=MODEL_PANEL,
+        help="Compute precision of the token layers (autocast); the units and the classification head stay "
+             "float32, so units do not change. float16 needs CUDA.",
         case_sensitive=False,
     ),
 ]
