@@ -42,20 +42,21 @@ def _pieces(sequence: str | bytes):
         yield offset, np.frombuffer(piece.encode("ascii", "replace") if isinstance(piece, str) else piece, dtype=np.uint8)
 
 
-def encode(sequence: str | bytes, record: str = "sequence") -> np.ndarray:
+def encode(sequence: str | bytes, record: str = "sequence", offset: int = 0) -> np.ndarray:
     """Encode DNA text as uint8 ids (no CLS/SEP); raise DataError on a byte that is not DNA.
 
-    `record` starts the message: say which file and record, e.g. "genome.fa: record 'chr1'".
+    `record` starts the message: say which file and record, e.g. "genome.fa: record 'chr1'";
+    `offset` is where the text starts in that record (the message gives the record's position).
     """
     ids = np.empty(len(sequence), dtype=np.uint8)
-    for offset, raw in _pieces(sequence):
-        part = ids[offset : offset + len(raw)]
+    for start, raw in _pieces(sequence):
+        part = ids[start : start + len(raw)]
         np.take(_ENCODE, raw, out=part)
         bad = np.flatnonzero(part == _INVALID)
         if bad.size:
             position = int(bad[0])
             char = chr(raw[position]) if 32 < raw[position] < 127 else f"byte 0x{raw[position]:02x}"
-            raise DataError(f"{record}: position {offset + position + 1:,}: '{char}' is not a DNA letter "
+            raise DataError(f"{record}: position {offset + start + position + 1:,}: '{char}' is not a DNA letter "
                             "(ACGT, N or IUPAC)")
     return ids
 

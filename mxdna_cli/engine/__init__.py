@@ -3,7 +3,8 @@
 The pipeline, one module a step (docs/architecture.md draws it):
 
     read     inputs.py      targets: whole records or regions, on one strand or both, with sequences
-    encode   inputs.py      Target.model_ids: the ids the model reads (reverse complement for '-')
+    encode   inputs.py      Target.window_ids: a window's ids (reverse complement for '-'), read from
+                            the index per window for an indexed input
     window   pipeline.py    window_tasks: each target cut by a geometry of `mxdna_cli.windows`
     batch    pipeline.py    Pipeline.run: token-budget batches, results back in order; --resume; torchrun
     model    forward.py     the backbone (units, gates, token states) or the classifier on a batch

@@ -11,10 +11,11 @@ genome coordinates only when written: model [a, b) is genome [start + a, start +
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from mxdna_cli.io.fasta import (
     is_stream,
     iter_fasta_records,
 )
+
+
+READ_PIECE = 1 << 22  # bases read at a time when a target is first read through the index
 
 
 def _flip(strand: str) -> str:
@@ -56,18 +60,48 @@ class Target:
     name: str
     region: Region
     strands: tuple[str, ...]
-    sequence: str | None = None  # forward-strand text, case kept
+    held: str | None = None  # forward-strand text, case kept, when held in memory (see `sequence`)
     n_fraction: float = 0.0  # share of N / ambiguity codes, set with the sequence
     soft_masked_fraction: float = 0.0  # share of lower-case bases, set with the sequence
     source: str = ""  # the input it comes from (its path, or 'stdin'), for messages
     kind: str = "record"  # 'record' (a whole FASTA record) or 'region' (--region, --bed)
     from_bed: bool = False  # a BED line: its strand column is the row's strand
+    # forward-strand text of [a, b) (target coordinates), read from an indexed FASTA when asked:
+    # such a target never holds its whole sequence, so memory does not grow with the record
+    reader: Callable[[int, int], str] | None = None
+
+    @property
+    def sequence(self) -> str | None:
+        """The forward-strand text (read whole through the reader if the target has one; the
+        pipeline itself reads windows, never this)."""
+        if self.held is None and self.reader is not None:
+            return self.reader(0, self.length)
+        return self.held
 
     def attach(self, sequence: str) -> "Target":
-        self.sequence = sequence
+        self.held = sequence
         self.n_fraction = round(dna.n_fraction(sequence), 6)
         self.soft_masked_fraction = round(dna.soft_masked_fraction(sequence), 6)
         return self
+
+    def attach_reader(self, reader: Callable[[int, int], str]) -> "Target":
+        """Read the target through `reader` when its windows need it. It is read once now, in
+        pieces, for its N and soft-masked shares and to refuse a letter that is not DNA before any
+        window runs."""
+        unknown = lower = 0
+        for a in range(0, self.length, READ_PIECE):
+            text = reader(a, min(self.length, a + READ_PIECE))
+            unknown += int(np.count_nonzero(dna.encode(text, record=self.where, offset=a) == dna.UNK))
+            lower += round(dna.soft_masked_fraction(text) * len(text))
+        self.reader = reader
+        self.n_fraction = round(unknown / self.length, 6) if self.length else 0.0
+        self.soft_masked_fraction = round(lower / self.length, 6) if self.length else 0.0
+        return self
+
+    @property
+    def attached(self) -> bool:
+        """Whether the target's sequence can be read (held, or through its reader)."""
+        return self.held is not None or self.reader is not None
 
     @property
     def chrom(self) -> str:
@@ -100,8 +134,22 @@ class Target:
 
     def model_ids(self, strand: str) -> np.ndarray:
         """The ids the model reads on `strand` (the reverse complement for '-')."""
-        ids = dna.encode(self.sequence, record=self.where)
+        return self.window_ids(strand, 0, self.length)
+
+    def window_ids(self, strand: str, a: int, b: int) -> np.ndarray:
+        """Model-space [a, b) of the ids on `strand`, read from the index when the target has a reader."""
+        lo, hi = (a, b) if strand == "+" else (self.length - b, self.length - a)  # forward coordinates
+        text = self.reader(lo, hi) if self.reader is not None else self.held[lo:hi]
+        ids = dna.encode(text, record=self.where, offset=lo)
         return np.ascontiguousarray(dna.reverse_complement_ids(ids)) if strand == "-" else ids
+
+    def strand_ids(self, strand: str) -> Callable[[int, int], np.ndarray]:
+        """(a, b) -> model-space ids on `strand`: read per window through the reader, or sliced from
+        the whole strand's ids, encoded once, for a target held in memory (a stream's record)."""
+        if self.reader is not None:
+            return lambda a, b: self.window_ids(strand, a, b)
+        ids = self.model_ids(strand)
+        return lambda a, b: ids[a:b]
 
     def to_genome(self, strand: str, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model-space intervals [a, b) on `strand` as forward genome intervals."""
@@ -308,7 +356,12 @@ class Inputs:
             return
         assert self._fasta is not None
         for target in order if order is not None else self.plan():
-            yield target.attach(self._fasta.fetch(target.region))
+            yield target.attach_reader(functools.partial(self._read, target.region))
+
+    def _read(self, region: Region, a: int, b: int) -> str:
+        """Forward text of [a, b) of `region` (region coordinates), from the index."""
+        assert self._fasta is not None
+        return self._fasta.fetch(Region(region.chrom, region.start + a, region.start + b, name=region.name))
 
     def close(self) -> None:
         if self._fasta is not None:

@@ -94,10 +94,10 @@ def window_tasks(targets: Iterable[Target], geometry: Any, reporter: Reporter | 
             yield from _scan_tasks(target, geometry, max_n_fraction, on_gap)
             continue
         for pass_index, strand in enumerate(target.strands):
-            ids = target.model_ids(strand)
-            plan = geometry.windows(len(ids))
+            ids = target.strand_ids(strand)
+            plan = geometry.windows(target.length)
             for index, win in enumerate(plan):
-                yield WindowTask(target, strand, pass_index, win, index, len(plan), ids[win.start : win.end])
+                yield WindowTask(target, strand, pass_index, win, index, len(plan), ids(win.start, win.end))
 
 
 def _scan_tasks(target: Target, scan: Scan, max_n_fraction: float | None,
@@ -105,11 +105,11 @@ def _scan_tasks(target: Target, scan: Scan, max_n_fraction: float | None,
     plan = scan.windows(target.length)
     if not plan:
         return
-    ids = target.model_ids("+")
-    target.sequence = None  # a scan needs only the ids: do not keep every record's text as well
+    ids = target.strand_ids("+")
+    target.held = None  # a scan needs only the ids: do not keep a streamed record's text as well
     limit = None if max_n_fraction is None else max_n_fraction * scan.window
     for index, win in enumerate(plan):
-        forward = ids[win.start : win.end]
+        forward = ids(win.start, win.end)
         # counted per window: no per-base table beside the ids (4-8 bytes/nt on a chromosome)
         if limit is not None and np.count_nonzero(forward == dna.UNK) > limit:
             if on_gap is not None:

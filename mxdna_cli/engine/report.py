@@ -33,7 +33,7 @@ class Reporter:
 
 def check_target(target: Any, reporter: Reporter) -> None:
     """Warn (once a run) about a target whose outputs mean little: one that is all N."""
-    if target.sequence is not None and target.n_fraction >= 1.0:
+    if target.attached and target.n_fraction >= 1.0:
         reporter.warn_once("all-n", f"{target.name}: the sequence is all N (no A/C/G/T): its outputs carry "
                                     "no information about DNA")
 

@@ -58,3 +58,38 @@ def test_regions_are_checked_before_any_work():
         engine.Inputs(engine.InputSpec(MINI, regions=["chrZ:1-10"]))
     with pytest.raises(UsageError, match="stdin"):
         engine.Inputs(engine.InputSpec("-", regions=["chrZ:1-10"]))
+
+
+@pytest.mark.parametrize("geometry", ["tiling", "scan"])
+def test_indexed_targets_read_their_windows_from_the_index(geometry, monkeypatch):
+    """An indexed record or region is never held whole: each window is read from the index when it
+    is cut, in pieces no longer than the window, and gives the ids of the record held in memory."""
+    from mxdna_cli.engine import inputs as inputs_module
+    from mxdna_cli.engine.pipeline import window_tasks
+    from mxdna_cli.io.fasta import iter_fasta_records
+    from mxdna_cli.windows import Scan, Tiling
+
+    monkeypatch.setattr(inputs_module, "READ_PIECE", 1000)  # the first reading pass, in pieces too
+    shape = Tiling(300, 200) if geometry == "tiling" else Scan(251, 50)
+    held = [engine.Target(i, r.name, Region(r.name, 0, len(r.sequence)), ("+", "-")).attach(r.sequence)
+            for i, r in enumerate(iter_fasta_records(MINI))]
+    spans = []
+    with engine.Inputs(engine.InputSpec(MINI, strand="both", regions=["CHROMOSOME_I:101-2900", "NC_004353.4"])) as inputs:
+        targets = list(inputs.targets())
+        for target in targets:
+            assert target.held is None and target.reader is not None
+            reader = target.reader
+            target.reader = lambda a, b, read=reader: spans.append(b - a) or read(a, b)
+        indexed = list(window_tasks(targets, shape))
+    by_name = {t.name: t for t in held}
+    expected = []
+    for target in targets:
+        whole = by_name[target.chrom]
+        sub = engine.Target(0, target.name, target.region, target.strands).attach(
+            whole.sequence[target.start : target.end])
+        expected += list(window_tasks([sub], shape))
+    assert len(indexed) == len(expected) > 10
+    for got, want in zip(indexed, expected):
+        assert (got.strand, got.window) == (want.strand, want.window)
+        assert np.array_equal(got.ids, want.ids)
+    assert max(spans) <= (300 if geometry == "tiling" else 251)
