@@ -13,7 +13,7 @@ the plots go to docs/benchmarks_*.png):
 4. the learnt tokenizer's share of the forward, and the fast exact unit selection against the reference;
 5. scaling: `mxdna embed` time and peak memory from 1 kb up (to 30 Mb in the full mode).
 
---quick (2-core CPU: under 10 minutes) runs 30 kb of DNA, windows of 512 and 1,024 nt, the small
+--quick (meant for under 10 minutes on 2 idle cores) runs 30 kb of DNA, windows of 512 and 1,024 nt, the small
 models in both precisions and the base ones in float32, and scaling to 100 kb. The full mode is for
 a GPU machine or a long CPU session. Needs the `bench` extra (transformers) and, for real DNA,
 data/bench/tair10_chr1.fa.gz (made by benchmarks/genome_scale.py; random DNA otherwise).
@@ -360,7 +360,7 @@ def write_report(path: Path, body: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a short run (under 10 minutes on 2 CPU cores)")
+    parser.add_argument("--quick", action="store_true", help="a short run (meant for under 10 minutes on 2 idle CPU cores)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, help="timed repeats per model (default 3 quick, 7 full)")
