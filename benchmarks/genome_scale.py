@@ -42,15 +42,21 @@ def bgzip_genome(path: Path) -> None:
     pysam.faidx(str(path))
 
 
-def measure(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one child process."""
+def measure_child(command: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MiB, standard output) of one child process; stops on its failure."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)  # wait4, not wait: it gives the child's peak RSS
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(command)}\n{process.stderr.read().decode()}")
-    return seconds, usage.ru_maxrss / 1024
+        raise SystemExit(f"failed: {' '.join(command)}\n{process.stderr.read()}")
+    return seconds, usage.ru_maxrss / 1024, process.stdout.read()
+
+
+def measure(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of one child process."""
+    seconds, peak, _ = measure_child(command)
+    return seconds, peak
 
 
 def measure_resumable(command: list[str], output: Path, budget: float | None) -> tuple[float, float, int, bool]:

@@ -26,7 +26,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,23 +36,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import forward_stages  # noqa: E402
+import genome_scale  # noqa: E402
 import peers  # noqa: E402
+from forward_stages import sync  # noqa: E402
+
+from mxdna_cli.train.optim import autocast as optim_autocast, cpu_has_native_bf16  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GENOME = ROOT / "data/bench/tair10_chr1.fa.gz"
 CHROM, OFFSET = "NC_003070.9", 2_000_000  # a gene-rich arm of TAIR10 chr1
 BEGIN, END = "<!-- benchmarks/run.py: begin -->", "<!-- benchmarks/run.py: end -->"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def cpu_has_native_bf16() -> bool:
-    from mxdna_cli.train.optim import cpu_has_native_bf16 as native
-
-    return native()
 
 
 def precisions(device: torch.device) -> list[str]:
@@ -63,7 +55,20 @@ def precisions(device: torch.device) -> list[str]:
 
 
 def autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+    return optim_autocast(device, torch.bfloat16 if precision == "bfloat16" else None)
+
+
+def best_seconds(device: torch.device, run, repeats: int) -> float:
+    """The fastest of `repeats` timed calls of `run`, after one warm-up call."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        run()
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 # --------------------------------------------------------------------------- 1. the physical limit
@@ -73,15 +78,7 @@ def matmul_peak(device: torch.device, precision: str, n: int = 2048, repeats: in
     """Best GFLOP/s of an n x n matmul."""
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        t = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / best_seconds(device, lambda: a @ b, repeats) / 1e9
 
 
 def attention_rates(device: torch.device, precision: str, repeats: int = 3) -> list[tuple[int, int, float]]:
@@ -98,14 +95,7 @@ def attention_rates(device: torch.device, precision: str, repeats: int = 3) -> l
             q, k, v = (torch.randn(8, heads, length, head_dim, device=device).to(dtype) for _ in range(3))
             mask = torch.ones(8, 1, 1, length, dtype=torch.bool, device=device)
             with torch.inference_mode():
-                F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-                best = float("inf")
-                for _ in range(repeats):
-                    sync(device)
-                    t = time.perf_counter()
-                    F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-                    sync(device)
-                    best = min(best, time.perf_counter() - t)
+                best = best_seconds(device, lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask), repeats)
             rates.append((length, head_dim, 4 * 8 * heads * length * length * head_dim / best / 1e9))
     return rates
 
@@ -221,16 +211,10 @@ def child(spec: dict) -> dict:
 
 def run_child(args: list[str]) -> tuple[float, float]:
     """(seconds, peak RSS MiB) of a child process; the seconds it reports if it prints JSON."""
-    started = time.perf_counter()
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    out, err = process.stdout.read(), process.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(args)}\n{err}")
+    seconds, peak, out = genome_scale.measure_child(args)
     if out.strip().startswith("{"):
         seconds = json.loads(out)["seconds"]
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, peak
 
 
 def engine_table(device, quick: bool, threads: int, scratch: Path) -> tuple[list[dict], str]:
@@ -393,22 +377,22 @@ def main() -> None:
     model_rows, scaling_rows = [], []
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
+
+        def section(title: str, table: str) -> None:
+            parts.extend([f"### {title}", "", table, ""])
+            print(table, flush=True)
+
         if "models" in only:
             model_rows, table = models_table(device, args.quick, peak, repeats)
-            parts += ["### Models side by side (random weights except mxdna-small; batches of 8 x 1 kb)", "", table, ""]
-            print(table, flush=True)
+            section("Models side by side (random weights except mxdna-small; batches of 8 x 1 kb)", table)
         if "engine" in only:
-            _, table = engine_table(device, args.quick, args.threads, scratch)
-            parts += ["### The engine: end to end against the forward alone", "", table, ""]
-            print(table, flush=True)
+            section("The engine: end to end against the forward alone",
+                    engine_table(device, args.quick, args.threads, scratch)[1])
         if "tokenizer" in only:
-            table = tokenizer_table(device, repeats)
-            parts += ["### The learnt tokenizer's share of the forward", "", table, ""]
-            print(table, flush=True)
+            section("The learnt tokenizer's share of the forward", tokenizer_table(device, repeats))
         if "scaling" in only:
             scaling_rows, table = scaling_table(device, args.quick, args.threads, scratch)
-            parts += ["### Scaling: `mxdna embed` from 1 kb up", "", table, ""]
-            print(table, flush=True)
+            section("Scaling: `mxdna embed` from 1 kb up", table)
     parts.append(f"Whole suite: {time.perf_counter() - started:,.0f} s.")
     body = "\n".join(parts)
     if args.write is not None:
