@@ -83,9 +83,11 @@ def n_fraction(sequence: str) -> float:
     return sum(int(np.count_nonzero(_ENCODE[raw] == AMBIGUOUS_ID)) for _, raw in _pieces(sequence)) / len(sequence)
 
 
+def soft_masked_count(sequence: str) -> int:
+    """Number of lower-case (soft-masked) positions."""
+    return sum(int(np.count_nonzero((raw >= ord("a")) & (raw <= ord("z")))) for _, raw in _pieces(sequence))
+
+
 def soft_masked_fraction(sequence: str) -> float:
     """Share of lower-case (soft-masked) positions."""
-    if not sequence:
-        return 0.0
-    lower = sum(int(np.count_nonzero((raw >= ord("a")) & (raw <= ord("z")))) for _, raw in _pieces(sequence))
-    return lower / len(sequence)
+    return soft_masked_count(sequence) / len(sequence) if sequence else 0.0

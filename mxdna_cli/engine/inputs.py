@@ -92,7 +92,7 @@ class Target:
         for a in range(0, self.length, READ_PIECE):
             text = reader(a, min(self.length, a + READ_PIECE))
             unknown += int(np.count_nonzero(dna.encode(text, record=self.where, offset=a) == dna.UNK))
-            lower += round(dna.soft_masked_fraction(text) * len(text))
+            lower += dna.soft_masked_count(text)
         self.reader = reader
         self.n_fraction = round(unknown / self.length, 6) if self.length else 0.0
         self.soft_masked_fraction = round(lower / self.length, 6) if self.length else 0.0
