@@ -42,15 +42,39 @@ def bgzip_genome(path: Path) -> None:
     pysam.faidx(str(path))
 
 
+# Runs each measured command for the parent and answers with the command's wall time and rusage.
+# Why a launcher: Linux counts in a child's peak RSS the resident memory of the process that forked
+# it (a forked copy is resident until exec), so children of a parent that has grown (a benchmark
+# that has run models in process) would all report the parent's size. The launcher is started
+# from a bare interpreter and stays small, so its children report their own peaks.
+LAUNCHER = r"""
+import json, os, subprocess, sys, tempfile, time
+for line in sys.stdin:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(json.loads(line), stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        out.seek(0), err.seek(0)
+        print(json.dumps({"code": os.waitstatus_to_exitcode(status), "seconds": seconds,
+                          "peak_mib": usage.ru_maxrss / 1024, "stdout": out.read(), "stderr": err.read()}),
+              flush=True)
+"""
+_launcher: subprocess.Popen | None = None
+
+
 def measure_child(command: list[str]) -> tuple[float, float, str]:
     """(wall seconds, peak RSS in MiB, standard output) of one child process; stops on its failure."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)  # wait4, not wait: it gives the child's peak RSS
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed: {' '.join(command)}\n{process.stderr.read()}")
-    return seconds, usage.ru_maxrss / 1024, process.stdout.read()
+    global _launcher
+    if _launcher is None:
+        _launcher = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+    _launcher.stdin.write(json.dumps(command) + "\n")
+    _launcher.stdin.flush()
+    result = json.loads(_launcher.stdout.readline())
+    if result["code"] != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{result['stderr']}")
+    return result["seconds"], result["peak_mib"], result["stdout"]
 
 
 def measure(command: list[str]) -> tuple[float, float]:

@@ -3,10 +3,12 @@
 --heap bounded (the pipeline's: a fixed 4 MiB mmap threshold, engine/memory.py) or glibc (glibc's
 own dynamic threshold); --trim batch (the pipeline's) or chunk (the heap trimmed once per chunk).
 
---trace prints the batches that raise the peak, with their widest row's token count.
+--trace N prints, for every N-th batch and every batch that sets a new peak: resident memory before
+the batch, the peak during it and resident memory after the heap is trimmed, with the batch's widest
+row's token count.
 
 Run: python benchmarks/track_memory.py [--heap bounded|glibc] [--trim batch|chunk]
-     [--start 1] --size 300000 [--threads 2] [--trace]
+     [--start 1] --size 300000 [--threads 2] [--trace 20]
      (one size per process: the peak of a process only grows; compare sizes side by side)
 """
 
@@ -26,25 +28,42 @@ from mxdna_cli.engine.prediction import PredictSettings
 GENOME = Path(__file__).resolve().parents[1] / "data/bench/tair10_chr1.fa.gz"  # made by genome_scale.py
 
 
-def trace(loaded) -> None:
-    """After every batch, if the process's peak rose: batch number, widest row's tokens, peak MiB."""
-    seen = {"batch": 0, "peak": 0.0, "tokens": 0}
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith(field + ":"))
+
+
+def trace(loaded, every: int) -> dict:
+    """Per batch: resident memory before it, the peak during it (the kernel's high-water mark, reset
+    before each batch through /proc/self/clear_refs), resident memory after the heap is trimmed,
+    and the widest row's tokens. Prints every `every`-th batch and each batch that sets a new peak,
+    so a growing baseline (a leak, fragmentation) and a growing transient (wider batches) can be told
+    apart."""
+    seen = {"batch": 0, "peak": 0, "tokens": 0, "before": _status_kib("VmRSS")}
 
     def record(module, inputs, output):
         seen["tokens"] = int(output.token_valid.sum(dim=1).max())
 
     loaded.module.model.register_forward_hook(record)
     release = pipeline.release_freed_memory
+    print("batch  widest-tokens  rss-before  batch-peak  rss-after (MiB)", flush=True)
 
     def traced():
         seen["batch"] += 1
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        if peak > seen["peak"] + 1:
-            print(f"batch {seen['batch']}: widest row {seen['tokens']} tokens, peak {peak:,.0f} MiB", flush=True)
-            seen["peak"] = peak
+        peak = _status_kib("VmHWM")
         release()
+        after = _status_kib("VmRSS")
+        if seen["batch"] % every == 0 or peak > seen["peak"]:
+            mark = " new peak" if peak > seen["peak"] else ""
+            print(f"{seen['batch']:5d}  {seen['tokens']:13d}  {seen['before'] / 1024:10.0f}  {peak / 1024:10.0f}  "
+                  f"{after / 1024:9.0f}{mark}", flush=True)
+        seen["peak"] = max(seen["peak"], peak)
+        with open("/proc/self/clear_refs", "w") as handle:  # the high-water mark restarts from here
+            handle.write("5")
+        seen["before"] = _status_kib("VmRSS")
 
     pipeline.release_freed_memory = traced
+    return seen
 
 
 def main() -> None:
@@ -54,8 +73,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--heap", choices=["bounded", "glibc"], default="bounded")
     parser.add_argument("--start", type=int, default=1, help="first base of the region (1-based)")
-    parser.add_argument("--trace", action="store_true", help="print each batch that raises the peak, with its "
-                        "widest row's token count")
+    parser.add_argument("--trace", type=int, metavar="N", help="print memory around every N-th batch and every "
+                        "batch that sets a new peak, with its widest row's token count (Linux)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.heap == "glibc":
@@ -71,13 +90,14 @@ def main() -> None:
 
         pipeline.Pipeline._run_chunk = chunked
     loaded, index = engine.load_classifier("promoter-arabidopsis", label="promoter")
-    if args.trace:
-        trace(loaded)
+    seen = trace(loaded, args.trace) if args.trace else None
     started = time.perf_counter()
     region = f"NC_003070.9:{args.start}-{args.start + args.size - 1}"
     with engine.Inputs(engine.InputSpec(str(GENOME), regions=[region])) as inputs:
         engine.predict(inputs, loaded, index, PredictSettings(track="/dev/shm/track_memory.bw", step=250))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if seen is not None:  # the trace resets the kernel's high-water mark: take the largest batch peak
+        peak = max(peak, seen["peak"] / 1024)
     print(f"heap {args.heap}, trim per {args.trim}, {region}: peak RSS {peak:,.0f} MiB, "
           f"{time.perf_counter() - started:.1f} s")
 

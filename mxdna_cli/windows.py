@@ -15,6 +15,7 @@ Defaults and option checks for windows live here too, once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mxdna_cli.errors import UsageError
@@ -54,32 +55,88 @@ def check_window(window: int) -> int:
     return window
 
 
-def _window_starts(length: int, window: int, stride: int) -> list[int]:
-    last_start = length - window
-    return list(range(0, last_start, stride)) + [last_start]
+class WindowPlan(Sequence[Window]):
+    """The windows of one sequence, each computed from its index when asked for.
+
+    A plan holds no per-window objects: a human chromosome scanned every 250 nt has a million
+    windows, which as a list of `Window`s would take about 250 MB (memory that grows with the
+    genome); here a plan is a few integers whatever the length.
+    """
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._window(i) for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(f"window {index} of a plan of {self._count}")
+        return self._window(index)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self)!r})"
+
+    _count: int
+
+    def _window(self, index: int) -> Window:
+        raise NotImplementedError
 
 
-def plan_windows(length: int, window: int, stride: int) -> list[Window]:
+class TilingPlan(WindowPlan):
+    """`plan_windows`: starts every `stride` bases plus one aligned to the end; crops meet at the
+    midpoints of the overlaps."""
+
+    def __init__(self, length: int, window: int, stride: int) -> None:
+        self.length, self.window, self.stride = length, window, stride
+        if length == 0:
+            self._count = 0
+        elif length <= window:
+            self._count = 1
+        else:
+            self._count = len(range(0, length - window, stride)) + 1
+
+    def _start(self, index: int) -> int:
+        return self.length - self.window if index == self._count - 1 else index * self.stride
+
+    def _window(self, index: int) -> Window:
+        if self.length <= self.window:
+            return Window(0, self.length, 0, self.length)
+        start = self._start(index)
+        # boundary between windows i and i+1: midpoint of their overlap [start_{i+1}, end_i)
+        keep_start = 0 if index == 0 else (self._start(index - 1) + start + self.window) // 2
+        last = index == self._count - 1
+        keep_end = self.length if last else (start + self._start(index + 1) + self.window) // 2
+        return Window(start, start + self.window, keep_start, keep_end)
+
+
+class ScanPlan(WindowPlan):
+    """`scan_windows`: windows every `step` bases that fit; each keeps its central `step` bases."""
+
+    def __init__(self, length: int, window: int, step: int) -> None:
+        self.window, self.step = window, step
+        self.offset = (window - step) // 2
+        self._count = scan_positions(length, window, step)
+
+    def _window(self, index: int) -> Window:
+        start = index * self.step
+        return Window(start, start + self.window, start + self.offset, start + self.offset + self.step)
+
+
+def plan_windows(length: int, window: int, stride: int) -> WindowPlan:
     """Windows of `window` bases every `stride` bases over [0, length), with stitching crops.
 
     A sequence no longer than `window` is one window. An empty sequence has no windows.
     """
     if length < 0:
         raise ValueError(f"sequence length {length} is negative")
-    stride = resolve_stride(window, stride)
-    if length == 0:
-        return []
-    if length <= window:
-        return [Window(0, length, 0, length)]
-    starts = _window_starts(length, window, stride)
-    # boundary between windows i and i+1: midpoint of their overlap [start_{i+1}, end_i)
-    boundaries = [(nxt + prev + window) // 2 for prev, nxt in zip(starts, starts[1:])]
-    keep_starts = [0] + boundaries
-    keep_ends = boundaries + [length]
-    return [
-        Window(start, start + window, keep_start, keep_end)
-        for start, keep_start, keep_end in zip(starts, keep_starts, keep_ends)
-    ]
+    return TilingPlan(length, window, resolve_stride(window, stride))
 
 
 def check_step(step: int, window: int) -> int:
@@ -88,14 +145,12 @@ def check_step(step: int, window: int) -> int:
     return step
 
 
-def scan_windows(length: int, window: int, step: int) -> list[Window]:
+def scan_windows(length: int, window: int, step: int) -> WindowPlan:
     """Windows of exactly `window` bases every `step` bases that fit in [0, length); each keeps
     (its value covers) its central `step` bases. A sequence shorter than the window has none."""
     check_window(window)
     check_step(step, window)
-    offset = (window - step) // 2
-    return [Window(start, start + window, start + offset, start + offset + step)
-            for start in range(0, length - window + 1, step)]
+    return ScanPlan(length, window, step)
 
 
 def scan_positions(length: int, window: int, step: int) -> int:
@@ -110,7 +165,7 @@ class Tiling:
     window: int
     stride: int
 
-    def windows(self, length: int) -> list[Window]:
+    def windows(self, length: int) -> WindowPlan:
         return plan_windows(length, self.window, self.stride)
 
 
@@ -121,7 +176,7 @@ class Scan:
     window: int
     step: int
 
-    def windows(self, length: int) -> list[Window]:
+    def windows(self, length: int) -> WindowPlan:
         return scan_windows(length, self.window, self.step)
 
 

@@ -98,3 +98,24 @@ def test_invalid_options_are_usage_errors(window, stride, message):
 def test_negative_length_is_a_bug():
     with pytest.raises(ValueError):
         plan_windows(-1, 4, 2)
+
+
+def test_a_chromosome_plan_holds_no_window_objects():
+    """A plan is computed per index: memory must not grow with the sequence (a list of a human
+    chromosome's million scan windows took about 250 MB)."""
+    import tracemalloc
+
+    length = 248_956_422  # human chr1
+    tracemalloc.start()
+    scan = scan_windows(length, 251, 250)
+    tiles = plan_windows(length, 1024, 768)
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert held < 10_000
+    assert len(scan) == (length - 251) // 250 + 1
+    assert scan[-1] == Window((len(scan) - 1) * 250, (len(scan) - 1) * 250 + 251, (len(scan) - 1) * 250 + 0, (len(scan) - 1) * 250 + 250)
+    assert tiles[-1].end == length and tiles[-1].keep_end == length
+    for i in (0, 1, 12_345, len(tiles) - 2):  # neighbours' crops meet wherever the plan is read
+        assert tiles[i].keep_end == tiles[i + 1].keep_start
+        assert tiles[i + 1].start < tiles[i].keep_end < tiles[i].end
+    assert tiles[5:7] == [tiles[5], tiles[6]]
