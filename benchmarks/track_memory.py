@@ -1,13 +1,15 @@
 """Peak resident memory and time of a promoter track scan, in process: the allocator's share.
 
 --heap bounded (the pipeline's: a fixed 4 MiB mmap threshold, engine/memory.py) or glibc (glibc's
-own dynamic threshold); --trim batch (the pipeline's) or chunk (the heap trimmed once per chunk).
+own dynamic threshold); --caches bounded (the pipeline's: oneDNN's and ideep's kernel caches capped)
+or torch (their own 1,024 entries); --trim batch (the pipeline's) or chunk (the heap trimmed once
+per chunk).
 
 --trace N prints, for every N-th batch and every batch that sets a new peak: resident memory before
 the batch, the peak during it and resident memory after the heap is trimmed, with the batch's widest
 row's token count.
 
-Run: python benchmarks/track_memory.py [--heap bounded|glibc] [--trim batch|chunk]
+Run: python benchmarks/track_memory.py [--heap bounded|glibc] [--caches bounded|torch] [--trim batch|chunk]
      [--start 1] --size 300000 [--threads 2] [--trace 20]
      (one size per process: the peak of a process only grows; compare sizes side by side)
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 import torch
 
 import mxdna_cli.engine.pipeline as pipeline
+from mxdna_cli.engine import memory
 from mxdna_cli import engine
 from mxdna_cli.engine.prediction import PredictSettings
 
@@ -72,13 +75,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=300_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--heap", choices=["bounded", "glibc"], default="bounded")
+    parser.add_argument("--caches", choices=["bounded", "torch"], default="bounded",
+                        help="oneDNN/ideep kernel caches capped (the pipeline's) or torch's own 1,024 entries")
     parser.add_argument("--start", type=int, default=1, help="first base of the region (1-based)")
     parser.add_argument("--trace", type=int, metavar="N", help="print memory around every N-th batch and every "
                         "batch that sets a new peak, with its widest row's token count (Linux)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.heap == "glibc":
-        pipeline.bound_heap = lambda: None
+    bounds = ([memory.bound_heap] if args.heap == "bounded" else []) + (
+        [memory.bound_kernel_caches] if args.caches == "bounded" else [])
+    pipeline.bound_memory = lambda: [bound() for bound in bounds]
     if args.trim == "chunk":  # trim once per chunk of windows instead of after every batch
         trim = pipeline.release_freed_memory
         pipeline.release_freed_memory = lambda: None
@@ -98,7 +104,7 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if seen is not None:  # the trace resets the kernel's high-water mark: take the largest batch peak
         peak = max(peak, seen["peak"] / 1024)
-    print(f"heap {args.heap}, trim per {args.trim}, {region}: peak RSS {peak:,.0f} MiB, "
+    print(f"heap {args.heap}, caches {args.caches}, trim per {args.trim}, {region}: peak RSS {peak:,.0f} MiB, "
           f"{time.perf_counter() - started:.1f} s")
 
 

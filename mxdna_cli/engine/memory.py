@@ -1,5 +1,5 @@
-"""The C heap under a genome-scale run: what keeps its peak resident size from growing with the
-number of batches (glibc only; elsewhere these are no-ops).
+"""Native memory under a genome-scale run: what keeps the peak resident size from growing with the
+number of batches (the heap: glibc only, elsewhere no-ops; the kernel caches: any CPU build of torch).
 
 A run is thousands of batches whose large tensors (activations of 4-40 MB) change size from batch
 to batch: the learnt tokenizer decides how many tokens and units each batch has. glibc serves
@@ -13,6 +13,13 @@ fifth more time; a slower creep remains):
   back whole when freed, never a hole in the heap. The price is fresh pages for each such tensor.
   A user's own `MALLOC_MMAP_THRESHOLD_` is left in force.
 - `release_freed_memory`: after every batch, the freed small pieces go back to the system.
+- `bound_kernel_caches`: oneDNN (the convolution and bf16 matmul kernels of torch's CPU build) and
+  ideep (its wrapper) each keep up to 1,024 compiled kernels, one per input shape, and the learnt
+  tokenizer gives nearly every batch new shapes (its unit and token counts): memory grew about
+  0.4 MiB a batch for hundreds of batches (`benchmarks/track_memory.py --trace`). Capped at
+  `KERNEL_CACHE_CAPACITY`, enough for the shapes of one batch, it stays flat at no measured cost
+  in time. The caps are environment variables read when the first kernel is built, so they are set
+  before the first batch; a user's own values are left in force.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import ctypes.util
 import os
 
 MMAP_THRESHOLD = 4 * 1024 * 1024
+KERNEL_CACHE_CAPACITY = 64
+KERNEL_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")  # oneDNN, ideep
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc malloc.h)
 
 
@@ -44,6 +53,18 @@ def bound_heap() -> None:
         return
     _LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     _bounded = True
+
+
+def bound_kernel_caches() -> None:
+    """Cap the kernel caches of oneDNN and ideep (see the module docstring); before the first batch."""
+    for name in KERNEL_CACHE_VARIABLES:
+        os.environ.setdefault(name, str(KERNEL_CACHE_CAPACITY))
+
+
+def bound_memory() -> None:
+    """Everything above that is set once per process: the heap's mmap threshold, the kernel caches."""
+    bound_heap()
+    bound_kernel_caches()
 
 
 def release_freed_memory() -> None:

@@ -34,7 +34,7 @@ from mxdna_cli.defaults import DEFAULT_BATCH_TOKENS
 from mxdna_cli.engine.forward import WindowOutput
 from mxdna_cli.engine.inputs import Target
 from mxdna_cli.engine.journal import Journal
-from mxdna_cli.engine.memory import bound_heap, release_freed_memory
+from mxdna_cli.engine.memory import bound_memory, release_freed_memory
 from mxdna_cli.engine.report import Reporter, check_target
 from mxdna_cli.engine.stitch import Piece, UnitStitcher
 from mxdna_cli.errors import UsageError
@@ -162,7 +162,7 @@ class Pipeline:
         self.reporter = reporter or Reporter()
         self.world = distributed.start(loaded.device.type if loaded is not None else "cpu")
         self.windows = 0  # windows run (by every rank, counted on rank 0)
-        bound_heap()
+        bound_memory()
 
     @property
     def writes(self) -> bool:

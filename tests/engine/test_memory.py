@@ -1,9 +1,12 @@
-"""The heap policy of long runs: large tensors are their own mappings, never heap holes."""
+"""The memory policy of long runs: large tensors are their own mappings, never heap holes; kernel
+caches stay bounded when every batch brings new shapes."""
 
+import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from mxdna_cli.engine import memory
 
@@ -48,3 +51,46 @@ def test_a_users_own_threshold_is_left_in_force(monkeypatch):
     monkeypatch.setattr(memory, "_LIBC", type("Libc", (), {"mallopt": lambda *a: calls.append(a)})())
     memory.bound_heap()
     assert calls == []
+
+
+# In a fresh process: a convolution over 250 input lengths (as the learnt tokenizer gives batches of
+# new token counts), resident memory in MiB after the first 50 and after all.
+CONV_PROBE = """
+import sys, torch
+from mxdna_cli.engine import memory
+if sys.argv[1] == "bounded":
+    memory.bound_memory()
+torch.set_num_threads(1)
+conv = torch.nn.Conv1d(64, 64, 5, padding=2)
+def rss():
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:"))
+with torch.inference_mode():
+    for n in range(300):
+        if n == 50:
+            start = rss()
+        conv(torch.randn(2, 64, 100 + n))
+        memory.release_freed_memory()
+print((rss() - start) / 1024)
+"""
+
+
+def conv_growth_mib(mode: str) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in memory.KERNEL_CACHE_VARIABLES}
+    return float(subprocess.run([sys.executable, "-c", CONV_PROBE, mode], capture_output=True, text=True,
+                                check=True, env=env).stdout)
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="a torch build without oneDNN")
+def test_kernel_caches_stop_growing_with_new_shapes():
+    # torch's own caches keep a compiled kernel per shape (about 0.1 MiB each here): the reason for the cap
+    assert conv_growth_mib("default") > 10
+    assert conv_growth_mib("bounded") < 3
+
+
+def test_a_users_own_kernel_cache_sizes_are_left_in_force(monkeypatch):
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "7")
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    memory.bound_kernel_caches()
+    assert os.environ["LRU_CACHE_CAPACITY"] == "7"
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(memory.KERNEL_CACHE_CAPACITY)
