@@ -83,11 +83,29 @@ def measure(command: list[str]) -> tuple[float, float]:
     return seconds, peak
 
 
-def measure_resumable(command: list[str], output: Path, budget: float | None) -> tuple[float, float, int, bool]:
+def _sample(process: subprocess.Popen, journal: Path, every: float, samples: list) -> None:
+    """Every `every` seconds while `process` runs: (seconds, tasks done by its journal, peak MiB so
+    far), the kernel's high-water mark of the process (Linux /proc)."""
+    started = time.perf_counter()
+    while process.poll() is None:
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            peak = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+            done = json.loads(journal.read_text())["tasks_done"] if journal.exists() else 0
+            samples.append([round(time.perf_counter() - started, 1), done, round(peak, 1)])
+        except (OSError, StopIteration, ValueError, KeyError):  # the process is ending, or a journal being replaced
+            pass
+        time.sleep(every)
+
+
+def measure_resumable(command: list[str], output: Path, budget: float | None,
+                      sample: float | None = None) -> tuple[float, float, int, bool]:
     """(seconds summed, largest peak, segments, finished) of a --resume run, continuing the segments
     that earlier invocations recorded beside the output. With `budget` seconds, the run is stopped
     with SIGTERM when they are spent (it keeps its journal: the next invocation continues it), so
-    that every segment's time and peak are measured, never lost with a killed session."""
+    that every segment's time and peak are measured, never lost with a killed session. With
+    `sample` seconds, the segment's peak so far is recorded against the windows done (its
+    journal's count), so one process shows whether memory grows as the run goes on."""
     ledger = output.parent / (output.name + ".segments.json")
     segments = json.loads(ledger.read_text()) if ledger.exists() else []
     if not (segments and segments[-1]["finished"]):
@@ -96,6 +114,12 @@ def measure_resumable(command: list[str], output: Path, budget: float | None) ->
         timer = threading.Timer(budget, process.terminate) if budget else None
         if timer is not None:
             timer.start()
+        samples: list = []
+        sampler = None
+        if sample:
+            journal = output.parent / f".{output.name}.resume" / "journal.json"
+            sampler = threading.Thread(target=_sample, args=(process, journal, sample, samples), daemon=True)
+            sampler.start()
         _, status, usage = os.wait4(process.pid, 0)
         if timer is not None:
             timer.cancel()
@@ -103,10 +127,22 @@ def measure_resumable(command: list[str], output: Path, budget: float | None) ->
         if code not in (0, 128 + signal.SIGTERM):
             raise SystemExit(f"failed: {' '.join(command)}\n{process.stderr.read().decode()}")
         segments.append({"seconds": time.perf_counter() - started, "peak_mib": usage.ru_maxrss / 1024,
-                         "finished": code == 0})
+                         "finished": code == 0, "samples": samples})
         ledger.write_text(json.dumps(segments))
     return (sum(s["seconds"] for s in segments), max(s["peak_mib"] for s in segments), len(segments),
             segments[-1]["finished"])
+
+
+def peak_curve(output: Path, nt_per_task: int, marks: list[int]) -> str:
+    """From a run's samples: the peak so far when the run had done `marks` nucleotides (first
+    segment only: a resumed segment is a new process)."""
+    segments = json.loads((output.parent / (output.name + ".segments.json")).read_text())
+    samples = segments[0].get("samples") or []
+    cells = []
+    for mark in marks:
+        reached = [(t, peak) for t, done, peak in samples if done * nt_per_task >= mark]
+        cells.append(f"{reached[0][1]:,.0f} MiB at {reached[0][0]:,.0f} s" if reached else "-")
+    return " | ".join(cells)
 
 
 def main() -> None:
@@ -120,6 +156,8 @@ def main() -> None:
                         "killed (e.g. at the end of a working session) continues when the same command is run "
                         "again; each row then sums the segments' seconds and takes their largest peak")
     parser.add_argument("--budget", type=float, help="with --keep: seconds each run may take in this invocation")
+    parser.add_argument("--sample", type=float, help="with --keep: every this many seconds, record the run's peak "
+                        "memory so far against its progress, and print the peak at 1, 5, 10 and 20 Mb of one process")
     args = parser.parse_args()
     if not args.genome.exists():
         bgzip_genome(args.genome)
@@ -140,7 +178,8 @@ def main() -> None:
                 else:
                     command = [*mxdna, "predict", "promoter", *common, "--track", output, "--step", str(args.step)]
                 if args.keep is not None:
-                    seconds, peak, segments, finished = measure_resumable(command, Path(output), args.budget)
+                    seconds, peak, segments, finished = measure_resumable(command, Path(output), args.budget,
+                                                                          args.sample)
                     region = f"{region} ({segments} segment{'s' if segments > 1 else ''}, --resume)"
                     if not finished:
                         print(f"| {verb} {region}: stopped after {seconds:,.0f} s (peak {peak:,.0f} MiB so far); "
@@ -152,6 +191,11 @@ def main() -> None:
                 label = "embed (mean, 1,024-nt windows)" if verb == "embed" else f"predict --track (step {args.step})"
                 print(f"| {label} | {region} | {nt:,} | {seconds:,.0f} | {nt / seconds:,.0f} | {peak:,.0f} |",
                       flush=True)
+                if args.sample:
+                    marks = [m * 1_000_000 for m in (1, 5, 10, 20) if m < size]
+                    per_task = args.step if verb == "track" else 768  # a scan step; embed's stride of 1,024-nt windows
+                    print(f"|   peak so far at {', '.join(f'{m // 1_000_000} Mb' for m in marks)} (one process) | "
+                          f"{peak_curve(Path(output), per_task, marks)} |", flush=True)
 
 
 if __name__ == "__main__":

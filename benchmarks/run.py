@@ -178,7 +178,9 @@ def child(spec: dict) -> dict:
     from mxdna_cli.model.mxdna import pad_batch
     from mxdna_cli.windows import Tiling, resolve_stride
 
-    torch.set_num_threads(spec["threads"])
+    from mxdna_cli.runtime import set_threads
+
+    set_threads(spec["threads"])  # as the CLI's --threads (the kernel caches capped first)
     dtype, device, scratch = spec["precision"], spec["device"], Path(spec["scratch"])
     if spec["verb"] == "track":
         loaded, index = engine.load_classifier("promoter-arabidopsis", label="promoter", device=device, dtype=dtype)

@@ -81,10 +81,12 @@ def main() -> None:
     parser.add_argument("--trace", type=int, metavar="N", help="print memory around every N-th batch and every "
                         "batch that sets a new peak, with its widest row's token count (Linux)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     bounds = ([memory.bound_heap] if args.heap == "bounded" else []) + (
         [memory.bound_kernel_caches] if args.caches == "bounded" else [])
     pipeline.bound_memory = lambda: [bound() for bound in bounds]
+    if args.caches == "bounded":
+        memory.bound_kernel_caches()  # before the thread count: oneDNN reads its cache size then
+    torch.set_num_threads(args.threads)
     if args.trim == "chunk":  # trim once per chunk of windows instead of after every batch
         trim = pipeline.release_freed_memory
         pipeline.release_freed_memory = lambda: None

@@ -63,7 +63,7 @@ from mxdna_cli import sequence as vocab
 from mxdna_cli.errors import DataError, UsageError
 from mxdna_cli.io.labeled import read_labeled
 from mxdna_cli.model.mxdna import MxDNAForSequenceClassification
-from mxdna_cli.runtime import pick_device
+from mxdna_cli.runtime import pick_device, set_threads
 from mxdna_cli.train.interrupts import uninterrupted
 from mxdna_cli.train import distributed
 from mxdna_cli.train.card import _write_log, model_card
@@ -572,7 +572,7 @@ def run_finetune(
     check_out_dir(settings.out_dir)
     check_resume(settings)
     started = time.monotonic()
-    torch.set_num_threads(settings.threads)
+    set_threads(settings.threads)
     world, device = distributed.join_world(pick_device(settings.device))
     try:
         distributed.check_micro_batches(settings.grad_accum, world)

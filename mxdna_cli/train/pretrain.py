@@ -44,7 +44,7 @@ from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.train.interrupts import uninterrupted
 from mxdna_cli.train.transfer import preset_config
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM
-from mxdna_cli.runtime import pick_device
+from mxdna_cli.runtime import pick_device, set_threads
 from mxdna_cli.train import distributed
 from mxdna_cli.train.data import (
     HELDOUT_SEQUENCES,
@@ -179,7 +179,7 @@ class Pretrainer:
         if self.out.exists() and not self.out.is_dir():
             raise UsageError(f"--out {settings.out_dir}: is a file; give a run folder")
         preset_config(settings.preset)  # a bad preset is a usage error before anything is read or made
-        torch.set_num_threads(settings.threads)
+        set_threads(settings.threads)
         self.world, self.device = distributed.join_world(pick_device(settings.device))
         distributed.check_micro_batches(settings.grad_accum, self.world)
         self.precision = resolve_precision(settings.precision, self.device)

@@ -57,10 +57,14 @@ def test_a_users_own_threshold_is_left_in_force(monkeypatch):
 # new token counts), resident memory in MiB after the first 50 and after all.
 CONV_PROBE = """
 import sys, torch
+from mxdna_cli import runtime
 from mxdna_cli.engine import memory
 if sys.argv[1] == "bounded":
     memory.bound_memory()
-torch.set_num_threads(1)
+if sys.argv[1] == "set_threads":  # what the CLI's --threads does: the caps must come before oneDNN reads them
+    runtime.set_threads(1)
+else:
+    torch.set_num_threads(1)
 conv = torch.nn.Conv1d(64, 64, 5, padding=2)
 def rss():
     with open("/proc/self/status") as handle:
@@ -86,6 +90,7 @@ def test_kernel_caches_stop_growing_with_new_shapes():
     # torch's own caches keep a compiled kernel per shape (about 0.1 MiB each here): the reason for the cap
     assert conv_growth_mib("default") > 10
     assert conv_growth_mib("bounded") < 3
+    assert conv_growth_mib("set_threads") < 3
 
 
 def test_a_users_own_kernel_cache_sizes_are_left_in_force(monkeypatch):
