@@ -6,8 +6,8 @@ to batch: the learnt tokenizer decides how many tokens and units each batch has.
 allocations below its mmap threshold from the heap, and that threshold rises on its own up to
 32 MiB once a large block is freed, so these tensors land in the heap, which fragments, and the
 peak crept up with the genome (measured: 817, 901 and 1,157 MiB for a 1, 5 and 30 Mb track). Two
-things keep it down (docs/benchmarks.md has the figures: about a fifth less peak memory, for about a
-fifth more time; a slower creep remains):
+things keep the heap down (docs/benchmarks.md has the figures: about a fifth less peak memory, for
+about a fifth more time), a third the kernel caches:
 
 - `bound_heap`: a fixed 4 MiB mmap threshold, so every large tensor is its own mapping, given
   back whole when freed, never a hole in the heap. The price is fresh pages for each such tensor.
