@@ -63,6 +63,8 @@ class WindowPlan(Sequence[Window]):
     genome); here a plan is a few integers whatever the length.
     """
 
+    _count: int  # windows in the plan, set by each geometry
+
     def __len__(self) -> int:
         return self._count
 
@@ -82,8 +84,6 @@ class WindowPlan(Sequence[Window]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self)!r})"
-
-    _count: int
 
     def _window(self, index: int) -> Window:
         raise NotImplementedError
