@@ -100,15 +100,16 @@ class LoadedModel:
 
 
 def set_threads(threads: int | None) -> None:
-    """torch's CPU threads (None: torch's default). The kernel caches are capped first: setting the
-    thread count configures oneDNN, which reads its cache size then (engine/memory.py)."""
+    """torch's CPU threads (None: torch's default). The kernel caches are capped first, even with
+    None: setting the thread count configures oneDNN, which reads its cache size then
+    (engine/memory.py), and a caller may set it after loading."""
+    from mxdna_cli.engine.memory import bound_kernel_caches
+
+    bound_kernel_caches()
     if threads is None:
         return
     if threads < 1:
         raise UsageError(f"--threads {threads}: must be at least 1")
-    from mxdna_cli.engine.memory import bound_kernel_caches
-
-    bound_kernel_caches()
     torch.set_num_threads(threads)
 
 

@@ -19,7 +19,8 @@ about a fifth more time), a third the kernel caches:
   0.4 MiB a batch for hundreds of batches (`benchmarks/track_memory.py --trace`). Capped at
   `KERNEL_CACHE_CAPACITY`, enough for the shapes of one batch, it stays flat at no measured cost
   in time. The caps are environment variables that oneDNN reads once, when the thread count is set or the
-  first kernel is built, so they are set before either (`runtime.set_threads`, the pipeline); a
+  first kernel is built, so they are set before either (`runtime.set_threads`, which every model
+  load calls, and the pipeline); a
   user's own values are left in force.
 """
 
