@@ -18,10 +18,9 @@ about a fifth more time), a third the kernel caches:
   tokenizer gives nearly every batch new shapes (its unit and token counts): memory grew about
   0.4 MiB a batch for hundreds of batches (`benchmarks/track_memory.py --trace`). Capped at
   `KERNEL_CACHE_CAPACITY`, enough for the shapes of one batch, it stays flat at no measured cost
-  in time. The caps are environment variables that oneDNN reads once, when the thread count is set or the
-  first kernel is built, so they are set before either (`runtime.set_threads`, which every model
-  load calls, and the pipeline); a
-  user's own values are left in force.
+  in time. The caps are environment variables that oneDNN reads once, when the thread count is
+  set or the first kernel is built, so they are set before either (`runtime.set_threads`, which
+  every model load calls, and the pipeline); a user's own values are left in force.
 """
 
 from __future__ import annotations
