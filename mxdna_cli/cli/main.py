@@ -80,8 +80,11 @@ class MxdnaGroup(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra: Any) -> Any:
         args = optional_values(list(sys.argv[1:] if args is None else args))
         from mxdna_cli.engine.outputs import set_command_line
+        from mxdna_cli.io.faidx import discard_built_indexes, forget_built_indexes
 
         set_command_line(args)
+        forget_built_indexes()
+        code = 1
         try:
             result = super().main(
                 args=args, prog_name=prog_name or PROG, complete_var=complete_var, standalone_mode=False, **extra
@@ -109,6 +112,9 @@ class MxdnaGroup(TyperGroup):
         except typer.Abort:
             print(f"{PROG}: interrupted", file=sys.stderr)
             code = 130
+        finally:
+            if code != 0:
+                discard_built_indexes()  # a failed command leaves its inputs' folders as they were
         if not standalone_mode:
             return code
         sys.exit(code)

@@ -8,6 +8,9 @@ last lines sit where the index says, nothing follows the last record), and a ful
 file when an index file is older than the FASTA. A `.fai` made for another file or an older
 version of this one, a record added after indexing, or a truncated bgzip file is then a one-line
 `DataError` that says to re-index, never another record's bases.
+
+An index built by a command that then fails is removed again (`discard_built_indexes`, called by
+the CLI on every error and interrupt), so a failed run leaves the FASTA's folder as it found it.
 """
 
 from __future__ import annotations
@@ -718,6 +721,23 @@ def _check_indexable(path: str) -> str:
     return compression
 
 
+# Index files this process has built beside their FASTA since `forget_built_indexes`.
+_built_indexes: list[str] = []
+
+
+def forget_built_indexes() -> None:
+    """Start a new command: the indexes built so far are kept whatever happens next."""
+    _built_indexes.clear()
+
+
+def discard_built_indexes() -> None:
+    """A command failed: remove the index files it built, so its input's folder is as it was."""
+    for index in _built_indexes:
+        with contextlib.suppress(OSError):
+            os.remove(index)
+    _built_indexes.clear()
+
+
 def _region_text(region: Region) -> str:
     coords = f"{region.chrom}:{region.start + 1}-{region.end}"
     return f"'{region.name}' ({coords})" if region.name else coords
@@ -736,7 +756,8 @@ class IndexedFasta:
         compression = _check_indexable(path)
         self.path = path
         self._compression = compression
-        built = not all(os.path.exists(f) for f in _index_files(path, compression))
+        missing = [f for f in _index_files(path, compression) if not os.path.exists(f)]
+        built = bool(missing)
         if not built:  # check before htslib reads a stale or foreign index
             entries, self.empty_records = validate_index(path, compression)
         try:
@@ -744,6 +765,8 @@ class IndexedFasta:
                 self._fasta = pysam.FastaFile(path)
         except (OSError, ValueError, RuntimeError) as exc:
             raise DataError(f"{path}: cannot open or index as FASTA: {exc}") from None
+        finally:
+            _built_indexes.extend(f for f in missing if os.path.exists(f))
         try:
             if built:  # htslib has just built it: the cheap check only
                 entries, self.empty_records = validate_index(path, compression, built=True)

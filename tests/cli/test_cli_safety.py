@@ -76,6 +76,18 @@ def test_an_output_onto_the_fasta_index_is_a_usage_error(work, models):
     fails_cleanly(work, 2, "predict", "promoter", fasta, "-o", work / "genome.fa.fai", "-m", models.clf)
 
 
+@pytest.mark.parametrize("region, code", [("CHROMOSOME_I:50-10", 2), ("chrZ:1-10", 1), ("CHROMOSOME_I:1-999999", 1)])
+def test_a_failed_region_run_removes_the_index_it_built(work, models, region, code):
+    # the region is parsed against the index, so the index is built first: a failure must not leave it
+    fails_cleanly(work, code, "embed", work / "genome.fa", "-r", region, "-o", work / "x.tsv", "-m", models.mlm)
+    assert not (work / "genome.fa.fai").exists()
+    assert run("embed", work / "genome.fa", "-r", "CHROMOSOME_I:1-100", "-o", work / "x.tsv", "-m",
+               models.mlm).exit_code == 0
+    assert (work / "genome.fa.fai").is_file()  # a successful run keeps it
+    fails_cleanly(work, 1, "embed", work / "genome.fa", "-r", "chrZ:1-10", "-o", work / "y.tsv", "-m", models.mlm)
+    assert (work / "genome.fa.fai").is_file()  # an index the run did not build stays
+
+
 def test_two_outputs_on_one_path_are_a_usage_error(work, models):
     fasta = work / "genome.fa"
     line = fails_cleanly(work, 2, "tokenize", fasta, "--export-bed", work / "x.bed", "--tokens", work / "x.bed",
