@@ -40,6 +40,17 @@ def test_reader_numbers_records_and_refuses_what_is_not_vcf(tmp_path):
             pass
 
 
+def test_a_record_without_the_headers_sample_columns_is_refused_when_read(tmp_path):
+    # htslib reads such a line, then refuses to write it: the error must come before any work
+    short = tmp_path / "short.vcf"
+    lines = (DATA / "variants.vcf").read_text().splitlines()
+    header = [line for line in lines if line.startswith("#")]
+    short.write_text("\n".join(header + ["chr2\t10\t.\tG\tA\t.\t.\t."]) + "\n")
+    with pytest.raises(DataError, match=r"short.vcf: record 1 \(chr2:10\): 0 sample columns where the header names 2"):
+        with VcfReader(str(short)) as reader:
+            list(reader)
+
+
 def _copy(source: Path, out: Path, reader_path: Path) -> VcfWriter:
     reader = VcfReader(str(reader_path))
     reader.complete_header()
