@@ -148,11 +148,16 @@ def find_classifier(name_or_path: str | None, label: str) -> Path:
     if env and (Path(env) / model_files.CARD_FILE).is_file():
         if model_files.read_info(env).task == "classification":
             return Path(env)
-    bundled = [info for info in model_files.list_bundled() if info.task == "classification" and label in info.labels]
+    classifiers = [info for info in model_files.list_bundled() if info.task == "classification"]
+    bundled = [info for info in classifiers if label in info.labels]
     # the one whose card names it the default for this label first (for promoter: the genome-scan model)
     preferred = [info for info in bundled if label in info.extra.get(DEFAULT_FOR, [])]
     if preferred or bundled:
         return (preferred or bundled)[0].path
+    if classifiers:
+        classes = sorted({c for info in classifiers for c in info.labels})
+        raise UsageError(f"--label {label}: no bundled classifier has this class (theirs: {', '.join(classes)}); "
+                         "choose one of those, or pass a classifier that has it with --model")
     raise DataError(NO_CLASSIFIER)
 
 

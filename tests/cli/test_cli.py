@@ -348,6 +348,13 @@ def test_predict_refuses_without_a_classifier(models, tmp_path, monkeypatch):
     assert masked_lm.exit_code == 2 and "not a classifier" in masked_lm.stderr
 
 
+def test_predict_with_a_label_no_bundled_classifier_has_names_their_classes():
+    result = run("predict", "promoter", MINI, "--label", "enhancer", "-q")
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith("mxdna: error: --label enhancer: no bundled classifier has this class "
+                                            "(theirs: nonpromoter, promoter)")
+
+
 # --------------------------------------------------------------------------- windows, info
 
 
