@@ -57,7 +57,7 @@ Pool = _choices("Pool", engine.POOLINGS)
 Format = _choices("Format", engine.FORMATS)
 Dtype = _choices("Dtype", engine.DTYPE_NAMES)
 OutDtype = _choices("OutDtype", engine.OUT_DTYPES)
-Preset = _choices("Preset", ("tiny", "small", "base"))
+Preset = _choices("Preset", ("tiny", "small", "medium", "base"))
 Pooling = _choices("Pooling", ("decoder", "mean"))
 ClassWeighting = _choices("ClassWeighting", ("balanced", "none"))
 

@@ -82,6 +82,16 @@ PRESETS: dict[str, ModelConfig] = {
         num_nucleotide_layers=2,
         num_token_layers=4,
     ),
+    # about 27.9 M parameters (float16 weights 56 MB, one file under 60 MB): the larger backbone
+    # to pretrain where a GPU is lent (scripts/gpu_session.sh)
+    "medium": ModelConfig(
+        name="medium",
+        hidden_size=384,
+        num_heads=12,
+        intermediate_size=1536,
+        num_nucleotide_layers=2,
+        num_token_layers=6,
+    ),
     "tiny": ModelConfig(
         name="tiny",
         hidden_size=32,

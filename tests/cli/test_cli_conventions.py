@@ -90,7 +90,7 @@ def test_help_shows_choices_and_no_typer_placeholders(path):
 def test_choices_are_listed():
     help_text = {" ".join(path): CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).stdout
                  for path in (["finetune"], ["pretrain"], ["embed"])}
-    assert "tiny|small|base" in help_text["pretrain"] and "tiny|small|base" in help_text["finetune"]
+    assert "tiny|small|medium|base" in help_text["pretrain"] and "tiny|small|medium|base" in help_text["finetune"]
     assert "decoder|mean" in help_text["finetune"] and "balanced|none" in help_text["finetune"]
     assert "mean|max|cls|none" in help_text["embed"] and "forward|reverse|both" in help_text["embed"]
 

@@ -32,3 +32,9 @@ def test_a_card_with_a_bad_config_is_a_data_error_naming_it(tmp_path):
     card.write_text(json.dumps(data))
     with pytest.raises(DataError, match="model.json"):
         read_info(tmp_path / "m")
+
+
+def test_the_medium_preset_fits_the_size_its_weights_must_travel_in():
+    # float16 weights of the GPU-pretrained backbone are committed as one file under 60 MB
+    parameters = sum(p.numel() for p in MxDNAForMaskedLM(ModelConfig.preset("medium")).parameters())
+    assert 25e6 <= parameters <= 30e6 and parameters * 2 < 60e6
