@@ -2,12 +2,14 @@
 `--version`, and the one place where failures become output. Expected failures (`MxdnaError`)
 and Typer's own usage errors become one line, `mxdna: error: ...`, with exit code 1 (bad data)
 or 2 (bad usage), in `MxdnaGroup.main`; SIGINT and SIGTERM end a verb as `Interrupted` (exit 128 +
-signal). Anything else is a bug and keeps its traceback.
+signal). A disk that fills or fails under a write (`WRITE_FAILURES`) is bad luck, not a bug: one line,
+exit 1, the outputs aborted as for any error. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import signal
 import sys
 from typing import Annotated, Any
@@ -21,6 +23,11 @@ from mxdna_cli.cli import infer, predict, train, variants
 from mxdna_cli.cli.options import example, optional_values
 from mxdna_cli.cli.progress import PROG, one_line
 from mxdna_cli.errors import MxdnaError
+
+
+# errno values of a write that the machine refused (full disk, quota, file size limit, a failing or
+# read-only disk): reported in one line, like bad data
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS}
 
 
 def error_line(message: str) -> str:
@@ -100,6 +107,12 @@ class MxdnaGroup(TyperGroup):
         except MxdnaError as error:
             print(error_line(str(error)), file=sys.stderr)
             code = error.exit_code
+        except OSError as error:
+            if error.errno not in WRITE_FAILURES:
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            print(error_line(f"{where}cannot write the output: {error.strerror}"), file=sys.stderr)
+            code = 1
         except click_exceptions.NoArgsIsHelpError as error:
             code = error.exit_code  # the help text was printed when the error was made
         except click_exceptions.ClickException as error:

@@ -136,6 +136,16 @@ def test_finetune_onto_an_existing_file_fails_before_loading_anything(work, tmp_
 # --------------------------------------------------------------------------- interrupts
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("verb", [["embed", "--format", "tsv"], ["tokenize"]])
+def test_a_full_disk_under_stdout_is_one_line_not_a_traceback(models, verb):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([MXDNA, *verb, str(MINI), "-o", "-", "-m", models.mlm, "-q"], stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "mxdna: error: cannot write the output: No space left on device"
+
+
 def _interrupt(command: list[str], wait_for, signum: int) -> subprocess.CompletedProcess:
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
