@@ -673,6 +673,13 @@ def validate_index(path: str, compression: str, built: bool = False) -> tuple[li
         reader = _BgzfReader(path, gzi) if gzi is not None else _PlainReader(path)
         try:
             empty = _check_structure(path, reader, entries)
+            if gzi:  # a .gzi made for another file lists blocks that are not there
+                size = os.path.getsize(path)
+                if gzi[-1][0] >= size:
+                    raise _StaleIndex(f"it lists a block at byte {gzi[-1][0]:,}, past the end of the "
+                                      f"{size:,}-byte file", ".gzi")
+                for _, uoffset in (gzi[0], gzi[len(gzi) // 2], gzi[-1]):
+                    reader.read(uoffset, 1)
         finally:
             reader.close()
         stale = not built and any(_older(f, path) for f in _index_files(path, compression))

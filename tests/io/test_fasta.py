@@ -479,6 +479,18 @@ def test_gzi_copied_from_another_file(tmp_path):
     assert_one_line_error(path, "g.fa.gz.gzi is out of date")
 
 
+# random DNA compresses to blocks larger than the small file; a run of A to blocks of a few bytes
+@pytest.mark.parametrize("other, problem", [(dna(160_000, 7), "past the end of the"),
+                                            ("A" * 160_000, "no BGZF block at byte")], ids=["beyond", "inside"])
+def test_gzi_of_a_larger_file_on_a_one_block_file(tmp_path, other, problem):
+    # no region of the small file reaches the foreign blocks; the index is refused all the same
+    path = indexed(tmp_path / "g.fa.gz", fasta_bytes([("chr1", dna(3000, 3)), ("chr2", dna(3000, 2))]))
+    other = indexed(tmp_path / "other.fa.gz", fasta_bytes([("x", other)]))
+    shutil.copy(other + ".gzi", path + ".gzi")
+    set_times(path, newer=False)  # the index looks current: only the cheap check runs
+    assert_one_line_error(path, "g.fa.gz.gzi is out of date", problem)
+
+
 @FORMS
 def test_touched_but_unchanged_fasta_is_accepted_silently(tmp_path, capfd, name):
     records = THREE + [(f"s{i}", dna(150, 100 + i)) for i in range(300)]  # many records: checked at once
