@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from mxdna_cli import engine
+from mxdna_cli.model.config import PRESETS
 
 
 def example(*lines: str) -> str:
@@ -57,7 +58,7 @@ Pool = _choices("Pool", engine.POOLINGS)
 Format = _choices("Format", engine.FORMATS)
 Dtype = _choices("Dtype", engine.DTYPE_NAMES)
 OutDtype = _choices("OutDtype", engine.OUT_DTYPES)
-Preset = _choices("Preset", ("tiny", "small", "medium", "base"))
+Preset = _choices("Preset", tuple(PRESETS))
 Pooling = _choices("Pooling", ("decoder", "mean"))
 ClassWeighting = _choices("ClassWeighting", ("balanced", "none"))
 

@@ -96,7 +96,7 @@ class VcfReader:
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         number = 0
-        self._samples = len(self._file.header.samples)
+        samples = len(self._file.header.samples)
         iterator = iter(self._file)
         while True:
             try:
@@ -107,9 +107,9 @@ class VcfReader:
             except (OSError, ValueError) as error:
                 raise DataError(f"{self.path}: record {number + 1}: cannot parse: {error}") from None
             number += 1
-            if len(record.samples) != self._samples:  # htslib reads it, then refuses to write it
+            if len(record.samples) != samples:  # htslib reads it, then refuses to write it
                 raise DataError(f"{self.path}: record {number} ({record.chrom}:{record.pos}): "
-                                f"{len(record.samples)} sample columns where the header names {self._samples}")
+                                f"{len(record.samples)} sample columns where the header names {samples}")
             yield number, record
 
     def close(self) -> None:

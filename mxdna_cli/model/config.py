@@ -72,8 +72,16 @@ class ModelConfig:
         return PRESETS[name]
 
 
+# smallest first: the order `--preset` lists them in
 PRESETS: dict[str, ModelConfig] = {
-    "base": ModelConfig(name="base"),
+    "tiny": ModelConfig(
+        name="tiny",
+        hidden_size=32,
+        num_heads=4,
+        intermediate_size=64,
+        num_nucleotide_layers=1,
+        num_token_layers=1,
+    ),
     "small": ModelConfig(
         name="small",
         hidden_size=256,
@@ -92,14 +100,7 @@ PRESETS: dict[str, ModelConfig] = {
         num_nucleotide_layers=2,
         num_token_layers=6,
     ),
-    "tiny": ModelConfig(
-        name="tiny",
-        hidden_size=32,
-        num_heads=4,
-        intermediate_size=64,
-        num_nucleotide_layers=1,
-        num_token_layers=1,
-    ),
+    "base": ModelConfig(name="base"),
 }
 
 
