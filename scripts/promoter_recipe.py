@@ -65,11 +65,12 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "rc-seed1": ("as rc, seed 1 (ensemble member)", ["--rc-augment", "--eval-strand", "both", "--seed", "1"]),
     "rc-seed2": ("as rc, seed 2 (ensemble member)", ["--rc-augment", "--eval-strand", "both", "--seed", "2"]),
     # Budgeted pair (one CPU session, two runs side by side at one thread each): the schedule decays
-    # to 0 at step 4,000 (1.6 epochs), validated at 2,000 and 4,000 (a validation costs ~9 min).
-    "mean-lr2e-4-4k": ("mean pooling, peak lr 2e-4, 4,000 steps", ["--pooling", "mean", "--lr", "2e-4",
-                       "--max-steps", "4000", "--eval-every", "2000"]),
-    "decoder-lr2e-4-4k": ("decoder head, peak lr 2e-4, 4,000 steps", ["--lr", "2e-4",
-                          "--max-steps", "4000", "--eval-every", "2000"]),
+    # to 0 at step 2,500 (~1 epoch of the pooled set), validated at 1,250 and 2,500 (a validation
+    # costs ~9 min at one thread).
+    "mean-lr2e-4-2.5k": ("mean pooling, peak lr 2e-4, 2,500 steps", ["--pooling", "mean", "--lr", "2e-4",
+                         "--max-steps", "2500", "--eval-every", "1250"]),
+    "decoder-lr2e-4-2.5k": ("decoder head, peak lr 2e-4, 2,500 steps", ["--lr", "2e-4",
+                            "--max-steps", "2500", "--eval-every", "1250"]),
 }
 # name -> (description, member configurations); scored once all members are done
 ENSEMBLES: dict[str, tuple[str, list[str]]] = {
