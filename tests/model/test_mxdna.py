@@ -166,7 +166,7 @@ def test_autocast_keeps_the_float32_units(trained):
     assert fast.tokenization.router_logits.dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("name", ["promoter-human", "promoter-arabidopsis"])
+@pytest.mark.parametrize("name", ["promoter-human", "promoter-arabidopsis", "promoter-eukaryote"])
 def test_bf16_promoter_probabilities_stay_within_1e_3_of_float32(name):
     """The exact bf16 path: units and classification head in float32, token layers in bf16."""
     from pathlib import Path
