@@ -172,7 +172,10 @@ def models_table(device, quick: bool, peak: dict[str, float], repeats: int) -> t
 def child(spec: dict) -> dict:
     """In a child process: the verb through the engine (`engine`: read, window, batch, model,
     stitch, write, as the CLI runs it) or the model's forward alone over the same windows in the
-    same batches (`forward`). Timed from after the model is loaded: start-up is not the engine."""
+    same batches (`forward`), or that forward under the engine's memory bounds (`bounded`: the fixed
+    mmap threshold and the per-batch release of engine/memory.py, which the pipeline always sets),
+    so that the engine's own work and the price of its memory bounds show apart. Timed from after
+    the model is loaded: start-up is not the engine."""
     from mxdna_cli import engine
     from mxdna_cli.engine.pipeline import batch_groups
     from mxdna_cli.model.mxdna import pad_batch
@@ -204,9 +207,15 @@ def child(spec: dict) -> dict:
             module = loaded.backbone
             plan = Tiling(spec["window"], resolve_stride(spec["window"], None)).windows(len(ids))
             windows = [ids[w.start : w.end] for w in plan]
+        if spec["mode"] == "bounded":
+            from mxdna_cli.engine.memory import bound_memory, release_freed_memory
+
+            bound_memory()
         with torch.inference_mode(), loaded.autocast_context():
             for group in batch_groups([len(w) for w in windows], engine.DEFAULT_BATCH_TOKENS):
                 module(*pad_batch([windows[i] for i in group], loaded.device))
+                if spec["mode"] == "bounded":
+                    release_freed_memory()
     sync(loaded.device)
     return {"seconds": time.perf_counter() - t}
 
@@ -232,25 +241,31 @@ def engine_table(device, quick: bool, threads: int, scratch: Path, repeats: int)
         for verb, window in cases:
             spec = dict(verb=verb, window=window, nt=nt, threads=threads, device=device.type, precision=precision,
                         fasta=str(fasta), scratch=str(scratch))
-            runs = {"engine": [], "forward": []}
+            runs = {"engine": [], "bounded": [], "forward": []}
             for _ in range(repeats):  # interleaved, so that a busy spell of the machine hits both
                 for mode in runs:
                     runs[mode].append(run_child([sys.executable, __file__, "--child", json.dumps({**spec, "mode": mode})]))
             best = {mode: min(seconds for seconds, _ in runs[mode]) for mode in runs}
             peak = {mode: max(mib for _, mib in runs[mode]) for mode in runs}
             rows.append(dict(verb=verb, window=window, precision=precision, nt=nt, engine=best["engine"],
-                             alone=best["forward"], engine_peak=peak["engine"], alone_peak=peak["forward"]))
-    lines = ["| verb | window | precision | engine nt/s | forward alone nt/s | engine overhead | "
-             "peak RSS MiB (engine / forward) |", "|---|---|---|---|---|---|---|"]
+                             bounded=best["bounded"], alone=best["forward"], engine_peak=peak["engine"],
+                             bounded_peak=peak["bounded"], alone_peak=peak["forward"]))
+    lines = ["| verb | window | precision | engine nt/s | forward, engine's memory bounds, nt/s | forward alone nt/s | "
+             "engine overhead (same bounds) | price of the bounds | engine overhead (against the plain forward) | "
+             "peak RSS MiB (engine / bounded forward / forward) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['verb']} | {r['window']:,} | {r['precision']} | {r['nt'] / r['engine']:,.0f} | "
-                     f"{r['nt'] / r['alone']:,.0f} | {r['engine'] / r['alone'] - 1:+.0%} | "
-                     f"{r['engine_peak']:,.0f} / {r['alone_peak']:,.0f} |")
+                     f"{r['nt'] / r['bounded']:,.0f} | {r['nt'] / r['alone']:,.0f} | "
+                     f"{r['engine'] / r['bounded'] - 1:+.0%} | {r['bounded'] / r['alone'] - 1:+.0%} | "
+                     f"{r['engine'] / r['alone'] - 1:+.0%} | "
+                     f"{r['engine_peak']:,.0f} / {r['bounded_peak']:,.0f} / {r['alone_peak']:,.0f} |")
     return rows, "\n".join(lines) + (
         f"\n\n{nt:,} nt of DNA; each row is the fastest of {repeats} interleaved runs of two child processes, timed "
         "from after the model is loaded: the verb "
         "through the engine (reading, windows, batches, model, stitching, writing: what the CLI runs) and "
-        "the model's forward alone over the same windows in the same batches. Overhead = engine / forward - 1. "
+        "the model's forward alone over the same windows in the same batches, with and without the memory bounds "
+        "every engine run sets (engine/memory.py: a fixed 4 MiB mmap threshold, freed memory released after each "
+        "batch). Overhead = engine / forward - 1. "
         "Process start-up and model loading come on top of both (the 1 kb row of the scaling table).")
 
 
