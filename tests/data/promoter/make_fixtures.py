@@ -2,6 +2,9 @@
 
 * `tata_small.tsv`: the first 16 CNNProm Arabidopsis TATA promoters and the first 16 CNNProm
   Arabidopsis non-promoters (251 bp, labels `promoter` / `nonpromoter`).
+* `human_small.tsv`: the first 16 promoters and the first 16 non-promoters (real human DNA) of the
+  *test* split of `data/promoter/human_tata_genomic` (300 bp; made by scripts/build_promoter_datasets.py
+  first), held out from every shipped classifier's training.
 * `genome.fa`: TAIR10 chr1 bases 1..4,000 (record `chr1_4k`), which hold the 5' end of AT1G01010.
 * `regions.bed`: six labelled 120 bp regions of it (column 4 = label, column 6 = strand, two on '-').
   The same sequences, cut here by plain slicing and a reverse complement of its own, are written as
@@ -56,6 +59,10 @@ def main():
     rows = [(s, "promoter") for s in first(cnnprom / "Arabidopsis_tata.fa.gz", PER_CLASS)]
     rows += [(s, "nonpromoter") for s in first(cnnprom / "Arabidopsis_non_prom.fa.gz", PER_CLASS)]
     (HERE / "tata_small.tsv").write_text("sequence\tlabel\n" + "".join(f"{s}\t{label}\n" for s, label in rows))
+
+    human = [line.split("\t") for line in Path("data/promoter/human_tata_genomic/test.tsv").read_text().splitlines()[1:]]
+    rows = [r for r in human if r[1] == "promoter"][:PER_CLASS] + [r for r in human if r[1] != "promoter"][:PER_CLASS]
+    (HERE / "human_small.tsv").write_text("sequence\tlabel\n" + "".join(f"{s}\t{label}\n" for s, label in rows))
 
     genome_file = next((DATA / "pretrain/arabidopsis").glob("AthaTAIR10_chr1_*.fna.gz"))
     _, chrom = next(fasta(genome_file))
