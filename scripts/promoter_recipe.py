@@ -71,6 +71,14 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
                          "--max-steps", "2500", "--eval-every", "1250"]),
     "decoder-lr2e-4-2.5k": ("decoder head, peak lr 2e-4, 2,500 steps", ["--lr", "2e-4",
                             "--max-steps", "2500", "--eval-every", "1250"]),
+    # The next pair: decoder-lr2e-4-2.5k won and was still improving at its last step, so the same
+    # recipe for longer, beside it with reverse-complement augmentation and strand-averaged scoring
+    # (~1.45 s a step side by side: about 2 hours each with two validations).
+    "decoder-lr2e-4-4k": ("decoder head, peak lr 2e-4, 4,000 steps", ["--lr", "2e-4",
+                          "--max-steps", "4000", "--eval-every", "2000"]),
+    "decoder-rc-lr2e-4-4k": ("as decoder-lr2e-4-4k, reverse-complement augmentation + strand-averaged validation",
+                             ["--lr", "2e-4", "--max-steps", "4000", "--eval-every", "2000",
+                              "--rc-augment", "--eval-strand", "both"]),
 }
 # name -> (description, member configurations); scored once all members are done
 ENSEMBLES: dict[str, tuple[str, list[str]]] = {
