@@ -260,13 +260,13 @@ def engine_table(device, quick: bool, threads: int, scratch: Path, repeats: int)
                      f"{r['engine'] / r['alone'] - 1:+.0%} | "
                      f"{r['engine_peak']:,.0f} / {r['bounded_peak']:,.0f} / {r['alone_peak']:,.0f} |")
     return rows, "\n".join(lines) + (
-        f"\n\n{nt:,} nt of DNA; each row is the fastest of {repeats} interleaved runs of two child processes, timed "
+        f"\n\n{nt:,} nt of DNA; each row is the fastest of {repeats} interleaved runs of three child processes, timed "
         "from after the model is loaded: the verb "
         "through the engine (reading, windows, batches, model, stitching, writing: what the CLI runs) and "
         "the model's forward alone over the same windows in the same batches, with and without the memory bounds "
         "every engine run sets (engine/memory.py: a fixed 4 MiB mmap threshold, freed memory released after each "
         "batch). Overhead = engine / forward - 1. "
-        "Process start-up and model loading come on top of both (the 1 kb row of the scaling table).")
+        "Process start-up and model loading come on top of each (the 1 kb row of the scaling table).")
 
 
 # --------------------------------------------------------------------------- 4. the tokenizer

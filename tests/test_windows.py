@@ -40,7 +40,8 @@ def test_examples():
     assert plan_windows(0, 8, 2) == []
 
 
-def check_plan(length: int, window: int, stride: int) -> None:
+@pytest.mark.parametrize("length, window, stride", CASES)
+def test_plan_properties_on_random_cases(length, window, stride):
     windows = plan_windows(length, window, stride)
     # keep intervals partition [0, length) in order, none empty
     assert windows[0].keep_start == 0 and windows[-1].keep_end == length
@@ -57,14 +58,6 @@ def check_plan(length: int, window: int, stride: int) -> None:
     starts = [w.start for w in windows]
     assert all(b - a == stride for a, b in zip(starts[:-2], starts[1:-1]))
     assert windows[-1].end == length
-
-
-def test_plan_properties_on_random_cases():
-    for case in CASES:
-        try:
-            check_plan(*case)
-        except AssertionError as error:
-            raise AssertionError(f"(length, window, stride) = {case}: {error}") from error
 
 
 def test_scan_windows_value_their_central_step_and_fit_in_the_sequence():

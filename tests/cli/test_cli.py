@@ -18,6 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 from mxdna_cli.cli import app
+from mxdna_cli.io.labeled import read_table
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM
 from mxdna_cli.sequence import reverse_complement
@@ -355,18 +356,19 @@ def test_predict_with_a_label_no_bundled_classifier_has_names_their_classes():
                                             "(theirs: nonpromoter, promoter)")
 
 
-
 @pytest.mark.parametrize("fixture", ["human_small.tsv", "tata_small.tsv"])
 def test_the_default_promoter_classifier_calls_human_and_plant_promoters(fixture, tmp_path):
     """`predict promoter` without --model, on 16 promoters and 16 non-promoters of each species (the human
     ones held out of every shipped classifier's training): most promoters called, few non-promoters. The
     earlier Arabidopsis-only default called 3 of the 16 human promoters."""
-    records = [line.split("\t") for line in (DATA / "promoter" / fixture).read_text().splitlines()[1:]]
-    write_fasta(tmp_path / "in.fa", [(f"{label}{i}", sequence) for i, (sequence, label) in enumerate(records)])
+    table = read_table(str(DATA / "promoter" / fixture))
+    write_fasta(tmp_path / "in.fa", [(f"{label}{i}", sequence)
+                                     for i, (sequence, label) in enumerate(zip(table.sequences, table.labels))])
     called = {"promoter": 0, "nonpromoter": 0}
     for row in rows(ok("predict", "promoter", tmp_path / "in.fa", "--threads", "1", "-q").stdout)[1:]:
         called[row[0].rstrip("0123456789")] += row[6] == "promoter"
     assert called["promoter"] >= 12 and called["nonpromoter"] <= 4, called
+
 
 # --------------------------------------------------------------------------- windows, info
 

@@ -62,11 +62,14 @@ def work(tmp_path):
 
 def test_an_output_that_is_the_input_is_a_usage_error(work, models):
     fasta = work / "genome.fa"
-    fails_cleanly(work, 2, "embed", fasta, "-o", fasta, "--format", "tsv", "-m", models.mlm)
-    fails_cleanly(work, 2, "tokenize", fasta, "--export-bed", work / "regions.bed", "--bed", work / "regions.bed",
-                  "-m", models.mlm)
+    line = fails_cleanly(work, 2, "embed", fasta, "-o", fasta, "--format", "tsv", "-m", models.mlm)
+    assert line.startswith(f"mxdna: error: --output {fasta}: is an input ({fasta})")
+    line = fails_cleanly(work, 2, "tokenize", fasta, "--export-bed", work / "regions.bed", "--bed", work / "regions.bed",
+                         "-m", models.mlm)
+    assert line.startswith(f"mxdna: error: --export-bed {work / 'regions.bed'}: is an input")
     os.symlink(fasta, work / "link.tsv")  # the same file through a link
-    fails_cleanly(work, 2, "embed", fasta, "-o", work / "link.tsv", "-m", models.mlm)
+    line = fails_cleanly(work, 2, "embed", fasta, "-o", work / "link.tsv", "-m", models.mlm)
+    assert f"is an input ({fasta})" in line  # named by the file the link points to
 
 
 def test_an_output_onto_the_fasta_index_is_a_usage_error(work, models):
@@ -99,8 +102,10 @@ def test_a_sidecar_onto_an_input_is_a_usage_error(work, models):
     """embed -o genes.npy writes genes.index.tsv: it must not replace an input of that name."""
     index_like = work / "genes.index.tsv"
     index_like.write_text("keep me\n")
-    fails_cleanly(work, 2, "embed", work / "genome.fa", "--bed", index_like, "-o", work / "genes.npy",
-                  "-m", models.mlm)
+    line = fails_cleanly(work, 2, "embed", work / "genome.fa", "--bed", index_like, "-o", work / "genes.npy",
+                         "-m", models.mlm)
+    assert f"would write {index_like}, which is an input" in line
+    assert index_like.read_text() == "keep me\n"
 
 
 @pytest.mark.parametrize("args", [
