@@ -100,12 +100,13 @@ class LoadedModel:
 
 
 def set_threads(threads: int | None) -> None:
-    """torch's CPU threads (None: torch's default). The kernel caches are capped first, even with
-    None: setting the thread count configures oneDNN, which reads its cache size then
-    (engine/memory.py), and a caller may set it after loading."""
-    from mxdna_cli.engine.memory import bound_kernel_caches
+    """torch's CPU threads (None: torch's default). The kernel caches are capped and torch's huge
+    pages asked for first, even with None: setting the thread count configures oneDNN, which reads
+    its cache size then, and torch reads its huge-page setting at its first large tensor
+    (engine/memory.py); a caller may set the threads after loading."""
+    from mxdna_cli.engine.memory import before_first_allocation
 
-    bound_kernel_caches()
+    before_first_allocation()
     if threads is None:
         return
     if threads < 1:

@@ -7,7 +7,8 @@ allocations below its mmap threshold from the heap, and that threshold rises on 
 32 MiB once a large block is freed, so these tensors land in the heap, which fragments, and the
 peak crept up with the genome (measured: 817, 901 and 1,157 MiB for a 1, 5 and 30 Mb track). Two
 things keep the heap down (docs/benchmarks.md has the figures: about a fifth less peak memory, for
-about a fifth more time), a third the kernel caches:
+about a fifth more time, most of which huge pages take back), two more the kernel caches and
+torch's huge pages:
 
 - `bound_heap`: a fixed 4 MiB mmap threshold, so every large tensor is its own mapping, given
   back whole when freed, never a hole in the heap. The price is fresh pages for each such tensor.
@@ -28,10 +29,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 
 MMAP_THRESHOLD = 4 * 1024 * 1024
 KERNEL_CACHE_CAPACITY = 64
 KERNEL_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")  # oneDNN, ideep
+HUGE_PAGES_VARIABLE = "THP_MEM_ALLOC_ENABLE"  # torch's CPU allocator (c10/core/alloc_cpu.cpp), Linux only
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number (glibc malloc.h)
 
 
@@ -62,10 +65,23 @@ def bound_kernel_caches() -> None:
         os.environ.setdefault(name, str(KERNEL_CACHE_CAPACITY))
 
 
+def use_huge_pages() -> None:
+    """Ask torch for transparent huge pages under its large tensors (see the module docstring)."""
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault(HUGE_PAGES_VARIABLE, "1")
+
+
+def before_first_allocation() -> None:
+    """What the native libraries read once, at their first kernel or large tensor: the kernel
+    caches' caps and torch's huge pages. Before the model is loaded."""
+    bound_kernel_caches()
+    use_huge_pages()
+
+
 def bound_memory() -> None:
     """Everything above that is set once per process: the heap's mmap threshold, the kernel caches."""
     bound_heap()
-    bound_kernel_caches()
+    before_first_allocation()
 
 
 def release_freed_memory() -> None:

@@ -4,6 +4,7 @@ caches stay bounded when every batch brings new shapes."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,3 +100,38 @@ def test_a_users_own_kernel_cache_sizes_are_left_in_force(monkeypatch):
     memory.bound_kernel_caches()
     assert os.environ["LRU_CACHE_CAPACITY"] == "7"
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(memory.KERNEL_CACHE_CAPACITY)
+
+
+HUGE_PAGE_PROBE = """
+import torch
+from mxdna_cli.runtime import set_threads
+set_threads(1)
+x = torch.empty(64 * 1024 * 1024 // 4).fill_(1.0)  # a 64 MiB tensor, touched
+with open("/proc/self/smaps") as handle:
+    print(sum(int(line.split()[1]) for line in handle if line.startswith("AnonHugePages:")))
+"""
+
+
+def anonymous_huge_page_kib(**env: str) -> int:
+    base = {k: v for k, v in os.environ.items() if k != memory.HUGE_PAGES_VARIABLE}
+    return int(subprocess.run([sys.executable, "-c", HUGE_PAGE_PROBE], capture_output=True, text=True,
+                              check=True, env={**base, **env}).stdout)
+
+
+def transparent_huge_pages() -> str:
+    try:
+        modes = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return "absent"
+    return modes.split("[", 1)[1].split("]", 1)[0]
+
+
+@pytest.mark.skipif(transparent_huge_pages() not in ("madvise", "always"), reason="no transparent huge pages here")
+def test_large_tensors_get_huge_pages_once_a_model_would_load():
+    # torch reads its setting at its first large tensor: set_threads (before every model load) sets it
+    assert anonymous_huge_page_kib() >= 32 * 1024
+
+
+@pytest.mark.skipif(transparent_huge_pages() != "madvise", reason="huge pages only on request here")
+def test_a_users_own_huge_page_setting_is_left_in_force():
+    assert anonymous_huge_page_kib(**{memory.HUGE_PAGES_VARIABLE: "0"}) == 0
