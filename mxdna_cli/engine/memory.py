@@ -79,7 +79,8 @@ def before_first_allocation() -> None:
 
 
 def bound_memory() -> None:
-    """Everything above that is set once per process: the heap's mmap threshold, the kernel caches."""
+    """Everything above that is set once per process: the heap's mmap threshold, the kernel caches,
+    huge pages."""
     bound_heap()
     before_first_allocation()
 
