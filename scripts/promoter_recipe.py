@@ -79,6 +79,14 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "decoder-rc-lr2e-4-4k": ("as decoder-lr2e-4-4k, reverse-complement augmentation + strand-averaged validation",
                              ["--lr", "2e-4", "--max-steps", "4000", "--eval-every", "2000",
                               "--rc-augment", "--eval-strand", "both"]),
+    # decoder-lr2e-4-4k won (shipped) and was still rising at its last step; RC augmentation lost
+    # everywhere. Next: the same recipe for longer (~3.3 h at one thread), and strand-averaged
+    # scoring without the augmentation, to tell the RC row's two parts apart.
+    "decoder-lr2e-4-8k": ("decoder head, peak lr 2e-4, 8,000 steps", ["--lr", "2e-4",
+                          "--max-steps", "8000", "--eval-every", "2000"]),
+    "decoder-evalboth-lr2e-4-4k": ("as decoder-lr2e-4-4k, strand-averaged validation (no augmentation)",
+                                   ["--lr", "2e-4", "--max-steps", "4000", "--eval-every", "2000",
+                                    "--eval-strand", "both"]),
 }
 # name -> (description, member configurations); scored once all members are done
 ENSEMBLES: dict[str, tuple[str, list[str]]] = {
