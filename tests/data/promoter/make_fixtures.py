@@ -15,6 +15,8 @@
 import gzip
 from pathlib import Path
 
+from mxdna_cli.io.labeled import read_table
+
 DATA = Path("../shared/data")
 HERE = Path(__file__).resolve().parent
 PER_CLASS = 16
@@ -60,8 +62,9 @@ def main():
     rows += [(s, "nonpromoter") for s in first(cnnprom / "Arabidopsis_non_prom.fa.gz", PER_CLASS)]
     (HERE / "tata_small.tsv").write_text("sequence\tlabel\n" + "".join(f"{s}\t{label}\n" for s, label in rows))
 
-    human = [line.split("\t") for line in Path("data/promoter/human_tata_genomic/test.tsv").read_text().splitlines()[1:]]
-    rows = [r for r in human if r[1] == "promoter"][:PER_CLASS] + [r for r in human if r[1] != "promoter"][:PER_CLASS]
+    human = read_table("data/promoter/human_tata_genomic/test.tsv")
+    pairs = list(zip(human.sequences, human.labels))
+    rows = [r for r in pairs if r[1] == "promoter"][:PER_CLASS] + [r for r in pairs if r[1] != "promoter"][:PER_CLASS]
     (HERE / "human_small.tsv").write_text("sequence\tlabel\n" + "".join(f"{s}\t{label}\n" for s, label in rows))
 
     genome_file = next((DATA / "pretrain/arabidopsis").glob("AthaTAIR10_chr1_*.fna.gz"))
