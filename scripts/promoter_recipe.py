@@ -87,6 +87,14 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "decoder-evalboth-lr2e-4-4k": ("as decoder-lr2e-4-4k, strand-averaged validation (no augmentation)",
                                    ["--lr", "2e-4", "--max-steps", "4000", "--eval-every", "2000",
                                     "--eval-strand", "both"]),
+    # A fresh machine (no native bf16: float32 steps, 2.4 s each side by side at one thread) lost
+    # the 8k run's checkpoints, and neither 8,000 steps nor a pair of 4,000-step runs fits one
+    # session there. Instead one run at two threads: a second stage from the shipped 4k classifier
+    # (its backbone, decoder and norm; a fresh head) for 3,000 more steps at half the peak lr.
+    "decoder-lr2e-4-4k+lr1e-4-3k": ("second stage: from decoder-lr2e-4-4k (shipped weights/promoter-eukaryote; "
+                                    "fresh head), peak lr 1e-4, 3,000 more steps",
+                                    ["--pretrained", "weights/promoter-eukaryote", "--lr", "1e-4",
+                                     "--max-steps", "3000", "--eval-every", "1500"]),
 }
 # name -> (description, member configurations); scored once all members are done
 ENSEMBLES: dict[str, tuple[str, list[str]]] = {
