@@ -152,7 +152,7 @@ def find_classifier(name_or_path: str | None, label: str) -> Path:
     classifiers = [info for info in model_files.list_bundled() if info.task == "classification"]
     bundled = [info for info in classifiers if label in info.labels]
     # the one whose card names it the default for this label first (tests/cli/test_cli.py holds the
-    # bundled set to one such card per label: ship_classifier.py --default-for does not unmark the old one)
+    # bundled set to one such card per label; scripts/ship_classifier.py --default-for moves the mark)
     preferred = [info for info in bundled if label in info.extra.get(DEFAULT_FOR, [])]
     if preferred or bundled:
         return (preferred or bundled)[0].path

@@ -10,13 +10,14 @@ Float16 storage halves the file (41 MB -> 21 MB for `small`); the model is loade
 test table is scored with the source (float32) weights and again with the stored ones, on the
 strand(s) the run was validated on, and the card (`README.md`) gets a table with both, so a
 rounding effect would show. `--default-for LABEL` marks the classifier as the bundled default of
-`mxdna predict LABEL` (`model.json` extra `default_for`); remove that mark from the previous
-default's `model.json` by hand (`mxdna info` shows which are marked).
+`mxdna predict LABEL` (`model.json` extra `default_for`) and takes that mark off every other model
+folder beside DEST (`mxdna info` shows which are marked), so that one default per label remains.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import torch
 from mxdna_cli.io.labeled import read_table
 from mxdna_cli.runtime import DEFAULT_FOR
 from mxdna_cli.train.scoring import evaluate_classifier
-from mxdna_cli.weights import load_model, save_model
+from mxdna_cli.weights import CARD_FILE, load_model, save_model
 
 METRICS = ("accuracy", "f1", "mcc", "auroc", "auprc")
 
@@ -73,7 +74,25 @@ def main(argv=None) -> int:
     with open(dest / "README.md", "a") as card:
         card.write(note)
     print(f"{dest}: card updated")
+    for label in args.default_for:
+        unmark_other_defaults(dest, label)
     return 0
+
+
+def unmark_other_defaults(dest: Path, label: str) -> None:
+    """Take `label` off the `default_for` list of every model folder beside `dest` (its model.json
+    rewritten whole, through a temporary file; the weights and their SHA-256 are untouched)."""
+    for card in sorted(dest.resolve().parent.glob(f"*/{CARD_FILE}")):
+        if card.parent == dest.resolve():
+            continue
+        fields = json.loads(card.read_text())
+        marks = fields.get("extra", {}).get(DEFAULT_FOR, [])
+        if label in marks:
+            fields["extra"][DEFAULT_FOR] = [m for m in marks if m != label]
+            staging = card.with_name(f".{card.name}.tmp")
+            staging.write_text(json.dumps(fields, indent=2) + "\n")
+            staging.replace(card)
+            print(f"{card.parent}: no longer the default for {label}")
 
 
 if __name__ == "__main__":

@@ -287,6 +287,12 @@ EvalStrandOpt = Annotated[
                  "on both (the mean of the class probabilities of each sequence and its reverse complement; "
                  "`mxdna predict --strand both` scores the same way)."),
 ]
+ScoreStrandOpt = Annotated[
+    EvalStrand,
+    typer.Option("--strand", "-s", case_sensitive=False, help="Classifier: score the given strand, or both (the "
+                 "mean of the class probabilities of each sequence and its reverse complement, as `mxdna predict "
+                 "--strand both` and `finetune --eval-strand both`)."),
+]
 LayerDecayOpt = Annotated[
     float,
     typer.Option("--layer-decay", metavar="FLOAT", help="Layer-wise lr decay: the head and the top layer train at "

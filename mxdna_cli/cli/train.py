@@ -16,6 +16,7 @@ from mxdna_cli.cli.options import (
     DropoutOpt,
     EvalStrand,
     EvalStrandOpt,
+    ScoreStrandOpt,
     GradAccumOpt,
     LayerDecayOpt,
     ModelOptions,
@@ -172,6 +173,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows (sequences) per batch.", min=1)] = 16,
     genome: Annotated[str | None, typer.Option("--genome", help="FASTA that BED inputs refer to (classifier).",
                       show_default=False)] = None,
+    strand: ScoreStrandOpt = EvalStrand.forward,
     model: ModelOptions = ModelOptions(),
     quiet: QuietOpt = False,
 ) -> None:
@@ -182,7 +184,8 @@ def evaluate(
 
     Masked LM: windows tile each record from its start without overlap (windows with > 10% N are
     skipped); 15% of nucleotides are masked BERT-style and the model predicts them (softmax over
-    A/C/G/T). Classifier: every sequence is classified whole; labels must be the model's classes.
+    A/C/G/T). Classifier: every sequence is classified whole, as given or (--strand both) as the mean
+    of it and its reverse complement; labels must be the model's classes.
     """
     from mxdna_cli.io.writers import TsvWriter
 
@@ -194,11 +197,11 @@ def evaluate(
     from mxdna_cli.train.evaluate import CLASSIFIER_METRICS, EvaluateSettings, evaluate
 
     settings = EvaluateSettings(window=window, max_windows=max_windows, seed=seed, mask_prob=mask_prob,
-                                batch_size=batch_size, genome=genome)
+                                batch_size=batch_size, genome=genome, strand=strand.value)
     result = evaluate(inputs, loaded, settings)
     if result.task == "classification":
         summary = ", ".join(f"{m} {result[m]:.4f}" for m in CLASSIFIER_METRICS)
-        summary += f" on {result['n']:,} sequences"
+        summary += f" on {result['n']:,} sequences" + (" (both strands averaged)" if strand.value == "both" else "")
         meta = engine.run_meta("evaluate", loaded, None)
     else:
         summary = (f"accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} nats on "

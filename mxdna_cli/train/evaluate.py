@@ -26,10 +26,11 @@ class EvaluateSettings:
     mask_prob: float = 0.15
     batch_size: int = 16
     genome: str | None = None  # FASTA that BED inputs of a classifier refer to
+    strand: str = "forward"  # classifier: "forward" (as given) or "both" (the two strands' mean probability)
 
 
 CLASSIFIER_METRICS = ("accuracy", "f1", "mcc", "auroc", "auprc", "loss")
-CLASSIFIER_COLUMNS = ("model", "input", "n", *CLASSIFIER_METRICS)
+CLASSIFIER_COLUMNS = ("model", "input", "n", "strand", *CLASSIFIER_METRICS)
 MASKED_LM_COLUMNS = ("model", "input", "window", "windows", "masked", "loss", "accuracy", "seed")
 
 
@@ -63,6 +64,8 @@ def evaluate(paths: Sequence[str], loaded: LoadedModel, settings: EvaluateSettin
     from mxdna_cli.train.pretrain import evaluate_masked_lm
 
     s = settings
+    if s.strand != "forward":
+        raise UsageError("--strand both scores a classifier; a masked-LM model is scored on the given strand")
     if loaded.info.task != "masked_lm":
         raise UsageError(f"model '{loaded.name}' is a {loaded.info.task} model; evaluate needs a masked-LM model")
     if s.window < 1 or s.max_windows < 1 or s.batch_size < 1:
@@ -89,8 +92,8 @@ def evaluate(paths: Sequence[str], loaded: LoadedModel, settings: EvaluateSettin
 
 
 def evaluate_classifier_on(specs: Sequence[str], loaded: LoadedModel, settings: EvaluateSettings) -> Evaluation:
-    """A classifier's test metrics on labelled inputs (the formats `mxdna finetune` reads); every
-    label must be one of the model's classes."""
+    """A classifier's test metrics on labelled inputs (the formats `mxdna finetune` reads), on the
+    given strand or both averaged; every label must be one of the model's classes."""
     from mxdna_cli.io.labeled import read_labeled
     from mxdna_cli.train.scoring import evaluate_classifier
 
@@ -105,9 +108,9 @@ def evaluate_classifier_on(specs: Sequence[str], loaded: LoadedModel, settings: 
     started = time.perf_counter()
     result = evaluate_classifier(loaded.module, examples.sequences, [labels.index(y) for y in examples.labels],
                                  batch_size=settings.batch_size, device=loaded.device,
-                                 autocast_dtype=loaded.autocast)
+                                 autocast_dtype=loaded.autocast, strand=settings.strand)
     row = {"model": loaded.name, "model_sha256": loaded.info.sha256, "input": ",".join(map(str, specs)),
-           "n": int(result["n"])}
+           "n": int(result["n"]), "strand": settings.strand}
     row.update({m: round(float(result[m]), 6) for m in CLASSIFIER_METRICS})
     row["seconds"] = round(time.perf_counter() - started, 2)
     return Evaluation("classification", CLASSIFIER_COLUMNS, row)

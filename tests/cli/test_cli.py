@@ -451,6 +451,8 @@ def test_pretrain_plot_export_resume_and_evaluate(tmp_path):
     values = dict(zip(columns, row))
     assert 0 <= float(values["accuracy"]) <= 1 and int(values["masked"]) > 0 and int(values["windows"]) == 8
     assert "accuracy" in first.stderr
+    one_strand = run(*evaluation, "--strand", "both")
+    assert one_strand.exit_code == 2 and "--strand both scores a classifier" in one_strand.stderr
     other_seed = ok(*evaluation, "--seed", 7, "-q")
     assert rows(other_seed.stdout)[1] != row
     unmatched = ok("pretrain", DATA / "pretrain_small.fa", "--out", tmp_path / "run2", "--steps", 1, *common[:-8],
@@ -623,6 +625,20 @@ def test_evaluate_a_classifier_agrees_with_its_predictions(models, tmp_path):
     expected = classification_metrics(y, np.stack([1 - p, p], axis=1))
     for metric in ("accuracy", "mcc", "auroc", "auprc"):
         assert float(got[metric]) == pytest.approx(expected[metric], abs=1e-4)
+    assert got["strand"] == "forward"
+    # both strands: the metrics of predict --strand both's probabilities, which differ from the forward ones
+    both = dict(zip(*rows(ok("evaluate", f"promoter={tmp_path / 'p.fa'}", f"non_promoter={tmp_path / 'n.fa'}",
+                             "-m", models.clf, "--threads", "1", "--strand", "both").stdout)))
+    averaged = []
+    for name in ("p.fa", "n.fa"):
+        averaged += [float(r[5]) for r in rows(ok("predict", "promoter", tmp_path / name, "--model", models.clf,
+                                                  "--strand", "both").stdout)[1:]]
+    assert not np.allclose(averaged, predicted, atol=1e-4)
+    p = np.array(averaged)
+    expected = classification_metrics(y, np.stack([1 - p, p], axis=1))
+    assert both["strand"] == "both"
+    for metric in ("accuracy", "mcc", "auroc", "auprc"):
+        assert float(both[metric]) == pytest.approx(expected[metric], abs=1e-4)
     wrong = run("evaluate", f"maybe={tmp_path / 'p.fa'}", "-m", models.clf, "--threads", "1")
     errors = [line for line in wrong.stderr.splitlines() if "error" in line]
     assert wrong.exit_code == 1 and len(errors) == 1 and "maybe" in errors[0]
