@@ -3,7 +3,8 @@
 Run: python benchmarks/forward_stages.py [--presets small base] [--lengths 512 1024 4096]
      [--batch 1] [--threads 2] [--device cpu] [--repeats 3]
 Prints a markdown table (milliseconds per forward, median of the repeats) and the learnt
-tokenizer's share (selection + experts + deformable) of the whole forward.
+tokenizer's share (selection + experts + deformable) of the whole forward, then each stage's
+counted FLOPs and achieved GFLOP/s (which stage uses the hardware worst).
 """
 
 from __future__ import annotations
@@ -30,18 +31,23 @@ def sync(device):
 
 
 @torch.no_grad()
-def staged_forward(model: MxDNAForMaskedLM, ids, mask, device) -> dict[str, float]:
-    """The model's forward, stage by stage, with a clock around each stage."""
+def staged_forward(model: MxDNAForMaskedLM, ids, mask, device, counter=None) -> dict[str, float]:
+    """The model's forward, stage by stage, with a clock around each stage: milliseconds per stage,
+    or, given a running `torch.utils.flop_counter.FlopCounterMode`, the FLOPs of each stage."""
     times = {}
     backbone, tok = model.model, model.model.tokenizer
     clock = time.perf_counter()
+    counted = 0
 
     def lap(name):
-        nonlocal clock
+        nonlocal clock, counted
         sync(device)
         now = time.perf_counter()
         times[name] = (now - clock) * 1000
         clock = now
+        if counter is not None:
+            total = counter.get_total_flops()
+            times[name], counted = total - counted, total
 
     nucleotide_mask, special = position_masks(ids, mask)
     nucleotide_rotary = backbone.rotary(nucleotide_positions(ids))
@@ -72,6 +78,14 @@ def staged_forward(model: MxDNAForMaskedLM, ids, mask, device) -> dict[str, floa
     return times
 
 
+def stage_flops(model: MxDNAForMaskedLM, ids, mask, device) -> dict[str, int]:
+    """FLOPs of each stage of one forward (matmuls, convolutions and attention, as torch counts them)."""
+    from peers import flop_counter
+
+    with flop_counter() as counter:
+        return staged_forward(model, ids, mask, device, counter)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["small", "base"])
@@ -90,6 +104,7 @@ def main() -> None:
     print(f"device={device} threads={args.threads} batch={args.batch} dtype={args.dtype} (ms per forward, median of {args.repeats})\n")
     print("| preset | length | " + " | ".join(STAGES) + " | total | tokenizer share | nt/s |")
     print("|---" * (len(STAGES) + 5) + "|")
+    rates = []
     for preset in args.presets:
         torch.manual_seed(0)
         model = MxDNAForMaskedLM(ModelConfig.preset(preset)).to(device, dtype).eval()
@@ -102,6 +117,14 @@ def main() -> None:
             share = (median["router+selection"] + median["experts"] + median["deformable"]) / total
             cells = " | ".join(f"{median[s]:.1f}" for s in STAGES)
             print(f"| {preset} | {length} | {cells} | {total:.1f} | {share:.1%} | {args.batch * length / total * 1000:.0f} |")
+            flops = stage_flops(model, ids, mask, device)
+            rates.append(f"| {preset} | {length} | " + " | ".join(
+                f"{flops[s] / 1e9:.2f} / {flops[s] / median[s] / 1e6:.0f}" for s in STAGES)
+                + f" | {sum(flops.values()) / 1e9:.2f} / {sum(flops.values()) / total / 1e6:.0f} |")
+    print("\nGFLOP per forward / achieved GFLOP/s, by stage (FLOPs counted by torch.utils.flop_counter):\n")
+    print("| preset | length | " + " | ".join(STAGES) + " | total |")
+    print("|---" * (len(STAGES) + 3) + "|")
+    print("\n".join(rates))
 
     print("\nUnit selection alone (router scores of random sequences, kernels 1..10):\n")
     print("\n".join(selection_table(device, [(8, 512), (8, 1024), (4, 4096)])))

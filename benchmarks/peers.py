@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_flop_count
 
 from mxdna_cli.extras import require
 
@@ -48,8 +48,23 @@ class Bench:
         return self.batch * self.window
 
 
+def flop_counter() -> FlopCounterMode:
+    """torch's FLOP counter, counting attention on the CPU too. torch 2.13 has no formula for the
+    CPU kernel of `scaled_dot_product_attention` (`_scaled_dot_product_flash_attention_for_cpu`)
+    and counts it as 0 FLOPs (pytorch/pytorch#195460, fixed upstream by #195801), which drops the
+    attention of every model here, most of all of those that attend over every nucleotide; its
+    own SDPA formula (4 * B * heads * Lq * Lk * head_dim) is registered for that kernel here."""
+    cpu_kernel = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    mapping = {} if cpu_kernel is None or cpu_kernel in flop_registry else {cpu_kernel: _sdpa_flops}
+    return FlopCounterMode(display=False, custom_mapping=mapping)
+
+
+def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
 def count_flops(forward: Callable[[], object]) -> int:
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with torch.inference_mode(), flop_counter() as counter:
         forward()
     return counter.get_total_flops()
 

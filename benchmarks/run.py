@@ -287,6 +287,9 @@ def tokenizer_table(device, repeats: int) -> str:
         share = (median["router+selection"] + median["experts"] + median["deformable"]) / sum(median.values())
         cells = " | ".join(f"{median[s]:.0f} ms" for s in forward_stages.STAGES)
         lines.append(f"| mxdna-small (bundled) | 8 x {window} | {cells} | {share:.1%} |")
+        flops = forward_stages.stage_flops(model, ids, mask, device)
+        cells = " | ".join(f"{flops[s] / median[s] / 1e6:.0f} ({flops[s] / 1e9:.1f})" for s in forward_stages.STAGES)
+        lines.append(f"| achieved GFLOP/s (GFLOP) | 8 x {window} | {cells} | |")
     lines += ["", "Exact unit selection alone (random scores, kernels 1..10), fast against the reference loop:", "",
               *forward_stages.selection_table(device, [(8, 512), (8, 1024)])]
     return "\n".join(lines)
