@@ -400,6 +400,7 @@ def main() -> None:
             parts += [f"| {p} | {length:,} | {head_dim} | {rate:,.0f} | {rate / peak[p]:.0%} |"
                       for length, head_dim, rate in attention_rates(device, p)]
         parts.append("")
+        print("\n".join(parts[2:]), flush=True)  # the other sections print as they come (section())
     model_rows, scaling_rows = [], []
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
