@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import dna_ids  # noqa: E402
+from run import best_seconds, dna_ids  # noqa: E402
 
 from mxdna_cli.model.mxdna import pad_batch  # noqa: E402
 from mxdna_cli.runtime import load  # noqa: E402
@@ -39,14 +38,8 @@ def main() -> None:
         windows = [w[: window - 2] for w in dna_ids(count * window, window)]
         for batch in args.batches:
             batches = [pad_batch(windows[i:i + batch], device) for i in range(0, count, batch)]
-            best = float("inf")
             with torch.inference_mode():
-                model(*batches[0])  # warm-up
-                for _ in range(args.repeats):
-                    started = time.perf_counter()
-                    for ids, mask in batches:
-                        model(ids, mask)
-                    best = min(best, time.perf_counter() - started)
+                best = best_seconds(device, lambda: [model(ids, mask) for ids, mask in batches], args.repeats)
             print(f"| {window:,} | {batch} | {batch * window:,} | {count * window / best:,.0f} |", flush=True)
 
 

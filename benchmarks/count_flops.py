@@ -32,7 +32,7 @@ def main() -> None:
     print("| model | size | GFLOP per kb, bare counter | with CPU attention counted | ratio |")
     print("|---|---|---|---|---|")
     for size in args.sizes:
-        for bench in [peers.mxdna(size, batch, window, device, genome), *peers.peers(size, batch, window, device)]:
+        for bench in peers.benches(size, batch, window, device, genome):
             with torch.inference_mode(), FlopCounterMode(display=False) as bare:
                 bench.forward()
             counted = peers.count_flops(bench.forward)

@@ -96,6 +96,11 @@ def peers(size: str, batch: int, window: int, device: torch.device) -> list[Benc
     return [_hf(kind, size, batch, window, device) for kind in ("nt", "bpe", "single")]
 
 
+def benches(size: str, batch: int, window: int, device: torch.device, genome_windows: list[np.ndarray]) -> list[Bench]:
+    """mxdna first, then its peers, at one size: the rows of the models table."""
+    return [mxdna(size, batch, window, device, genome_windows), *peers(size, batch, window, device)]
+
+
 def mxdna(size: str, batch: int, window: int, device: torch.device, genome_windows: list[np.ndarray]) -> Bench:
     """mxdna-small is the bundled (trained) model, on real DNA: a trained tokenizer's units, and so
     the token layers' length, are what users get. mxdna-base has random weights (none is trained)."""

@@ -134,7 +134,7 @@ def models_table(device, quick: bool, peak: dict[str, float], repeats: int) -> t
     genome = dna_ids(batch * window, window)
     rows = []
     for size in ("small", "base"):
-        benches = [peers.mxdna(size, batch, window, device, genome), *peers.peers(size, batch, window, device)]
+        benches = peers.benches(size, batch, window, device, genome)
         for precision in precisions(device):
             if quick and size == "base" and precision == "bfloat16":
                 continue

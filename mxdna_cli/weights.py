@@ -98,10 +98,15 @@ def save_model(
         "sha256": sha256_of(folder / TENSOR_FILE),
         "extra": {k: v for k, v in (extra or {}).items() if k != "labels"},
     }
+    write_card(folder, card)
+    return read_info(folder)
+
+
+def write_card(folder: Path, card: dict) -> None:
+    """Write `card` as the folder's model.json, atomically (a temporary file, then rename)."""
     tmp = folder / (CARD_FILE + ".tmp")
     tmp.write_text(json.dumps(card, indent=2) + "\n")
     os.replace(tmp, folder / CARD_FILE)
-    return read_info(folder)
 
 
 def read_info(folder: str | Path) -> ModelInfo:

@@ -26,7 +26,7 @@ import torch
 from mxdna_cli.io.labeled import read_table
 from mxdna_cli.runtime import DEFAULT_FOR
 from mxdna_cli.train.scoring import evaluate_classifier
-from mxdna_cli.weights import CARD_FILE, load_model, save_model
+from mxdna_cli.weights import CARD_FILE, load_model, save_model, write_card
 
 METRICS = ("accuracy", "f1", "mcc", "auroc", "auprc")
 
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
 
 def unmark_other_defaults(dest: Path, label: str) -> None:
     """Take `label` off the `default_for` list of every model folder beside `dest` (its model.json
-    rewritten whole, through a temporary file; the weights and their SHA-256 are untouched)."""
+    rewritten whole by `weights.write_card`; the weights and their SHA-256 are untouched)."""
     for card in sorted(dest.resolve().parent.glob(f"*/{CARD_FILE}")):
         if card.parent == dest.resolve():
             continue
@@ -89,9 +89,7 @@ def unmark_other_defaults(dest: Path, label: str) -> None:
         marks = fields.get("extra", {}).get(DEFAULT_FOR, [])
         if label in marks:
             fields["extra"][DEFAULT_FOR] = [m for m in marks if m != label]
-            staging = card.with_name(f".{card.name}.tmp")
-            staging.write_text(json.dumps(fields, indent=2) + "\n")
-            staging.replace(card)
+            write_card(card.parent, fields)
             print(f"{card.parent}: no longer the default for {label}")
 
 

@@ -612,33 +612,31 @@ def test_evaluate_a_classifier_agrees_with_its_predictions(models, tmp_path):
     assert all(by_class.values())
     write_fasta(tmp_path / "p.fa", [(f"p{i}", s) for i, s in enumerate(by_class["promoter"])])
     write_fasta(tmp_path / "n.fa", [(f"n{i}", s) for i, s in enumerate(by_class["nonpromoter"])])
-    result = ok("evaluate", f"promoter={tmp_path / 'p.fa'}", f"non_promoter={tmp_path / 'n.fa'}", "-m", models.clf,
-                "--threads", "1")
-    header, [row] = rows(result.stdout)[0], rows(result.stdout)[1:]
-    got = dict(zip(header, row))
-    assert int(got["n"]) == 12
-    predicted = []
-    for name in ("p.fa", "n.fa"):
-        predicted += [float(r[5]) for r in rows(ok("predict", "promoter", tmp_path / name, "--model", models.clf).stdout)[1:]]
     y = [1] * len(by_class["promoter"]) + [0] * len(by_class["nonpromoter"])
-    p = np.array(predicted)
-    expected = classification_metrics(y, np.stack([1 - p, p], axis=1))
-    for metric in ("accuracy", "mcc", "auroc", "auprc"):
-        assert float(got[metric]) == pytest.approx(expected[metric], abs=1e-4)
-    assert got["strand"] == "forward"
+
+    def evaluated_and_predicted(*strand):
+        """evaluate's row, and the probabilities predict gives the same sequences, on `strand`."""
+        result = ok("evaluate", f"promoter={tmp_path / 'p.fa'}", f"non_promoter={tmp_path / 'n.fa'}", "-m", models.clf,
+                    "--threads", "1", *strand)
+        header, [row] = rows(result.stdout)[0], rows(result.stdout)[1:]
+        predicted = []
+        for name in ("p.fa", "n.fa"):
+            predicted += [float(r[5]) for r in rows(ok("predict", "promoter", tmp_path / name, "--model", models.clf,
+                                                       *strand).stdout)[1:]]
+        return dict(zip(header, row)), np.array(predicted)
+
+    def assert_metrics_of(got, p):
+        expected = classification_metrics(y, np.stack([1 - p, p], axis=1))
+        for metric in ("accuracy", "mcc", "auroc", "auprc"):
+            assert float(got[metric]) == pytest.approx(expected[metric], abs=1e-4)
+
+    got, predicted = evaluated_and_predicted()
+    assert int(got["n"]) == 12 and got["strand"] == "forward"
+    assert_metrics_of(got, predicted)
     # both strands: the metrics of predict --strand both's probabilities, which differ from the forward ones
-    both = dict(zip(*rows(ok("evaluate", f"promoter={tmp_path / 'p.fa'}", f"non_promoter={tmp_path / 'n.fa'}",
-                             "-m", models.clf, "--threads", "1", "--strand", "both").stdout)))
-    averaged = []
-    for name in ("p.fa", "n.fa"):
-        averaged += [float(r[5]) for r in rows(ok("predict", "promoter", tmp_path / name, "--model", models.clf,
-                                                  "--strand", "both").stdout)[1:]]
-    assert not np.allclose(averaged, predicted, atol=1e-4)
-    p = np.array(averaged)
-    expected = classification_metrics(y, np.stack([1 - p, p], axis=1))
-    assert both["strand"] == "both"
-    for metric in ("accuracy", "mcc", "auroc", "auprc"):
-        assert float(both[metric]) == pytest.approx(expected[metric], abs=1e-4)
+    both, averaged = evaluated_and_predicted("--strand", "both")
+    assert both["strand"] == "both" and not np.allclose(averaged, predicted, atol=1e-4)
+    assert_metrics_of(both, averaged)
     wrong = run("evaluate", f"maybe={tmp_path / 'p.fa'}", "-m", models.clf, "--threads", "1")
     errors = [line for line in wrong.stderr.splitlines() if "error" in line]
     assert wrong.exit_code == 1 and len(errors) == 1 and "maybe" in errors[0]

@@ -37,5 +37,5 @@ def test_shipping_a_default_takes_the_mark_off_the_previous_one(tmp_path, make_t
     load_model(weights / "old-default")  # its weights still match the recorded SHA-256
     card = (weights / "new-default" / "README.md").read_text()
     assert card.startswith("# new-default:") and "tata_small.tsv" in card and "float16 stored" in card
-    assert not list(weights.glob("*/.*.tmp"))
+    assert not list(weights.glob("*/*.tmp")) and not list(weights.glob("*/.*.tmp"))
     assert json.loads((weights / "old-default" / "model.json").read_text())["task"] == "classification"
