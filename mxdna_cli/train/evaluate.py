@@ -103,8 +103,8 @@ def evaluate_classifier_on(specs: Sequence[str], loaded: LoadedModel, settings: 
     labels = loaded.info.labels
     unknown = sorted(set(examples.labels) - set(labels))
     if unknown:
-        raise DataError(f"label(s) {', '.join(unknown)} are not classes of model '{loaded.name}' "
-                        f"(its classes: {', '.join(labels)})")
+        raise DataError(f"{', '.join(map(str, specs))}: label(s) {', '.join(unknown)} are not classes of "
+                        f"model '{loaded.name}' (its classes: {', '.join(labels)})")
     started = time.perf_counter()
     result = evaluate_classifier(loaded.module, examples.sequences, [labels.index(y) for y in examples.labels],
                                  batch_size=settings.batch_size, device=loaded.device,

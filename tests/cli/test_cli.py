@@ -639,4 +639,4 @@ def test_evaluate_a_classifier_agrees_with_its_predictions(models, tmp_path):
     assert_metrics_of(both, averaged)
     wrong = run("evaluate", f"maybe={tmp_path / 'p.fa'}", "-m", models.clf, "--threads", "1")
     errors = [line for line in wrong.stderr.splitlines() if "error" in line]
-    assert wrong.exit_code == 1 and len(errors) == 1 and "maybe" in errors[0]
+    assert wrong.exit_code == 1 and len(errors) == 1 and "maybe" in errors[0] and "p.fa" in errors[0]

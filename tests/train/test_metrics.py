@@ -13,6 +13,7 @@ from mxdna_cli.train.metrics import (
     confusion_matrix,
     f1_score,
     matthews_corrcoef,
+    paired_bootstrap,
     roc_auc,
 )
 
@@ -106,3 +107,53 @@ def test_multiclass_agrees_with_scikit_learn():
     assert result["f1"] == pytest.approx(skm.f1_score(y, prediction, average="macro"), abs=1e-12)
     assert result["auroc"] == pytest.approx(skm.roc_auc_score(y, probabilities, multi_class="ovr"), abs=1e-12)
     assert result["accuracy"] == pytest.approx(skm.accuracy_score(y, prediction))
+
+
+# ------------------------------------------------------------------ paired bootstrap
+
+
+def _two_class(p):
+    p = np.asarray(p, dtype=float)
+    return np.stack([1 - p, p], axis=1)
+
+
+def test_paired_bootstrap_of_a_classifier_against_itself_is_exactly_zero():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 120)
+    p = _two_class(rng.random(120))
+    result = paired_bootstrap(y, p, p, resamples=200)
+    for metric in ("mcc", "auroc"):
+        assert result[metric] == {"difference": 0.0, "low": 0.0, "high": 0.0, "a_better": 0.0}
+
+
+def test_paired_bootstrap_separates_a_perfect_classifier_from_a_coin():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 200)
+    perfect, coin = _two_class(0.2 + 0.6 * y), _two_class(rng.random(200))
+    result = paired_bootstrap(y, perfect, coin, resamples=300)
+    full_mcc = 1.0 - matthews_corrcoef(y, coin[:, 1] > 0.5)
+    assert result["mcc"]["difference"] == pytest.approx(full_mcc)
+    assert result["mcc"]["low"] > 0.5 and result["auroc"]["low"] > 0.3
+    assert result["mcc"]["a_better"] == 1.0 and result["auroc"]["a_better"] == 1.0
+
+
+def test_paired_bootstrap_is_antisymmetric_and_its_interval_holds_a_close_call():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 300)
+    signal = y + rng.normal(0, 0.8, 300)
+    a = _two_class(1 / (1 + np.exp(-(signal - 0.5) * 3)))
+    b = _two_class(1 / (1 + np.exp(-(signal + rng.normal(0, 0.3, 300) - 0.5) * 3)))  # a little noisier
+    ab, ba = paired_bootstrap(y, a, b, resamples=400, seed=7), paired_bootstrap(y, b, a, resamples=400, seed=7)
+    for metric in ("mcc", "auroc"):
+        assert ab[metric]["difference"] == pytest.approx(-ba[metric]["difference"])
+        assert ab[metric]["low"] == pytest.approx(-ba[metric]["high"])
+        assert ab[metric]["low"] < ab[metric]["difference"] < ab[metric]["high"]
+        assert 0 < ab[metric]["a_better"] < 1  # a close call: neither wins every resample
+
+
+def test_paired_bootstrap_refuses_mismatched_inputs():
+    y = [0, 1, 0, 1]
+    with pytest.raises(ValueError, match="do not both match"):
+        paired_bootstrap(y, _two_class([0.1, 0.9, 0.2, 0.8]), _two_class([0.1, 0.9, 0.2]))
+    with pytest.raises(ValueError, match="both classes"):
+        paired_bootstrap([1, 1, 1], _two_class([0.1, 0.9, 0.2]), _two_class([0.1, 0.9, 0.2]))
