@@ -1,8 +1,9 @@
 """Fixtures shared across the test folders: tiny random models (a masked-LM and a classifier) saved
-as model folders, and the same tiny masked-LM loaded on the CPU."""
+as model folders, the same tiny masked-LM loaded on the CPU, and the project's scripts/ as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,3 +50,18 @@ def tiny(tmp_path_factory):
 def make_tiny_models():
     """`save_tiny_models`, for test modules' own model fixtures."""
     return save_tiny_models
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (the scripts are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def script():
+    """`load_script`: `script("ship_classifier").main([...])`."""
+    return load_script

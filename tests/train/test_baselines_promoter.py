@@ -1,6 +1,5 @@
 """Promoter baselines (6-mer LR, CNN) and the pieces of the dataset builder that decide what is in a set."""
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -28,12 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "data" / "promoter"
 MOTIF = "TATAAAAGGC"
 
-
-def load_builder():
-    spec = importlib.util.spec_from_file_location("build_promoter_datasets", ROOT / "scripts" / "build_promoter_datasets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def planted(n, length=80, seed=0):
@@ -137,8 +130,8 @@ def test_run_promoter_baselines_reads_split_tables(tmp_path):
 # ------------------------------------------------------------------ dataset builder
 
 
-def test_gue_negative_keeps_eight_parts_in_place():
-    builder = load_builder()
+def test_gue_negative_keeps_eight_parts_in_place(script):
+    builder = script("build_promoter_datasets")
     rng = np.random.default_rng(0)
     positive = "".join(np.random.default_rng(1).choice(list("ACGT"), 300))
     negative = builder.gue_negative(positive, rng)
@@ -148,8 +141,8 @@ def test_gue_negative_keeps_eight_parts_in_place():
     assert builder.gue_negative(positive, np.random.default_rng(0)) == negative
 
 
-def test_tss_window_reads_the_gene_strand():
-    builder = load_builder()
+def test_tss_window_reads_the_gene_strand(script):
+    builder = script("build_promoter_datasets")
     rng = np.random.default_rng(2)
     chrom = "".join(rng.choice(list("ACGT"), 1000))
     plus = builder.tss_window(chrom, "+", 500)
@@ -162,8 +155,8 @@ def test_tss_window_reads_the_gene_strand():
     assert builder.tss_window(chrom, "+", 100) is None and builder.tss_window(chrom, "-", 960) is None
 
 
-def test_grouped_split_keeps_groups_together_and_stratifies():
-    builder = load_builder()
+def test_grouped_split_keeps_groups_together_and_stratifies(script):
+    builder = script("build_promoter_datasets")
     labels = ["promoter"] * 100 + ["nonpromoter"] * 200
     groups = np.array([i // 2 for i in range(100)] + list(range(100, 300)))  # promoters in pairs
     splits = builder.grouped_split(labels, groups, np.random.default_rng(0))
@@ -177,8 +170,8 @@ def test_grouped_split_keeps_groups_together_and_stratifies():
     assert np.array_equal(splits, again)
 
 
-def test_shared_kmer_groups_and_dedupe():
-    builder = load_builder()
+def test_shared_kmer_groups_and_dedupe(script):
+    builder = script("build_promoter_datasets")
     rng = np.random.default_rng(3)
     base = "".join(rng.choice(list("ACGT"), 400))
     other = "".join(rng.choice(list("ACGT"), 200))
@@ -190,8 +183,8 @@ def test_shared_kmer_groups_and_dedupe():
     assert removed == {"duplicate_within_class": 1, "in_both_classes": 2}
 
 
-def test_random_windows_do_not_overlap_and_stay_in_allowed_bases():
-    builder = load_builder()
+def test_random_windows_do_not_overlap_and_stay_in_allowed_bases(script):
+    builder = script("build_promoter_datasets")
     contigs = {"a": "A" * 3000, "b": "C" * 2000}
     allowed = {"a": np.ones(3000, bool), "b": np.ones(2000, bool)}
     allowed["a"][1000:2000] = False

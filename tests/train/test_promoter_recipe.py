@@ -1,36 +1,28 @@
 """scripts/promoter_recipe.py: flags merged in place, and a stage's starting model checked out from
 the commit that shipped it (a later stage replaces it in weights/)."""
 
-import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def recipe_script():
-    spec = importlib.util.spec_from_file_location("promoter_recipe", ROOT / "scripts" / "promoter_recipe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_later_flags_replace_earlier_ones_in_place():
-    merged = recipe_script().merge_flags(["--lr", "1e-4", "--rc-augment", "--seed", "0"], ["--lr", "5e-5"])
+def test_later_flags_replace_earlier_ones_in_place(script):
+    merged = script("promoter_recipe").merge_flags(["--lr", "1e-4", "--rc-augment", "--seed", "0"], ["--lr", "5e-5"])
     assert merged == ["--lr", "5e-5", "--rc-augment", "--seed", "0"]
 
 
-def test_every_pinned_stage_input_names_a_commit_and_a_path():
-    recipe = recipe_script()
+def test_every_pinned_stage_input_names_a_commit_and_a_path(script):
+    recipe = script("promoter_recipe")
     pinned = [flag for _, flags in recipe.CONFIGS.values() for flag in flags if flag.startswith(recipe.PINNED_PREFIX)]
     assert pinned and all(len(flag.split(":")) == 3 for flag in pinned)
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_a_pinned_model_is_the_committed_files_not_todays(tmp_path, monkeypatch):
+def test_a_pinned_model_is_the_committed_files_not_todays(tmp_path, monkeypatch, script):
     repo = tmp_path / "repo"
     (repo / "weights" / "clf").mkdir(parents=True)
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -45,11 +37,11 @@ def test_a_pinned_model_is_the_committed_files_not_todays(tmp_path, monkeypatch)
     monkeypatch.chdir(repo)
 
     runs = repo / "runs"
-    folder = Path(recipe_script().pinned_weights(f"git:{first}:weights/clf", runs))
+    folder = Path(script("promoter_recipe").pinned_weights(f"git:{first}:weights/clf", runs))
     assert folder == runs / "inputs" / f"{first}-clf"
     assert (folder / "model.json").read_text() == '{"stage": 1}'
     assert (folder / "model.safetensors").read_bytes() == bytes(range(256))
     assert not list((runs / "inputs").glob("*.partial*"))
     (folder / "model.json").write_text("kept")  # written once: a second call reuses the folder
-    assert recipe_script().pinned_weights(f"git:{first}:weights/clf", runs) == str(folder)
+    assert script("promoter_recipe").pinned_weights(f"git:{first}:weights/clf", runs) == str(folder)
     assert (folder / "model.json").read_text() == "kept"

@@ -2,23 +2,15 @@
 with paired-bootstrap intervals that hold the full-set difference."""
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 TATA = Path(__file__).resolve().parents[1] / "data" / "promoter" / "tata_small.tsv"
 
 
-def significance_script():
-    spec = importlib.util.spec_from_file_location("promoter_significance", ROOT / "scripts" / "promoter_significance.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_rows_report_the_classifier_minus_the_baseline_with_an_interval(tmp_path, make_tiny_models):
+def test_rows_report_the_classifier_minus_the_baseline_with_an_interval(tmp_path, make_tiny_models, script):
     pytest.importorskip("sklearn")
     models = make_tiny_models(tmp_path / "runs")
     header, *records = TATA.read_text().splitlines()
@@ -28,7 +20,7 @@ def test_rows_report_the_classifier_minus_the_baseline_with_an_interval(tmp_path
         (folder / f"{split}.tsv").write_text("\n".join([header, *records]) + "\n")
     out = tmp_path / "significance.tsv"
 
-    assert significance_script().main(["-m", models.clf, "--data", str(tmp_path / "data"), "--datasets", "tiny_set",
+    assert script("promoter_significance").main(["-m", models.clf, "--data", str(tmp_path / "data"), "--datasets", "tiny_set",
                                        "--resamples", "50", "--out", str(out)]) == 0
 
     lines = out.read_text().splitlines()

@@ -1,24 +1,16 @@
 """scripts/ship_classifier.py: float16 copy into a weights folder, its card's test table, and one
 default per label (the previous default loses its mark, its weights untouched)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 from mxdna_cli.weights import load_model, read_info, save_model
 
-ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def ship_script():
-    spec = importlib.util.spec_from_file_location("ship_classifier", ROOT / "scripts" / "ship_classifier.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-def test_shipping_a_default_takes_the_mark_off_the_previous_one(tmp_path, make_tiny_models):
+def test_shipping_a_default_takes_the_mark_off_the_previous_one(tmp_path, make_tiny_models, script):
     models = make_tiny_models(tmp_path / "runs")
     weights = tmp_path / "weights"
     old_model, old_info = load_model(models.clf)
@@ -27,7 +19,7 @@ def test_shipping_a_default_takes_the_mark_off_the_previous_one(tmp_path, make_t
     old_sha = read_info(weights / "old-default").sha256
     (models.root / "promoter-tiny" / "README.md").write_text("# promoter-tiny: a tiny classifier\n")
 
-    assert ship_script().main([models.clf, str(weights / "new-default"), "--test",
+    assert script("ship_classifier").main([models.clf, str(weights / "new-default"), "--test",
                                str(DATA / "promoter" / "tata_small.tsv"), "--default-for", "promoter",
                                "--purpose", "a test", "--threads", "1"]) == 0
 
