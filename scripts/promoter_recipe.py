@@ -12,7 +12,9 @@ test split, and gets `valid_probe.tsv`, the first 2 sequences of each class of t
 validation split (so the "test" row of these runs' cards is 4 validation sequences, not a test).
 The trained model then scores each dataset's own valid.tsv (AUROC, MCC, ...), on the strands its
 run was validated on (one pass over their union: the two human sets share their positives).
-Ensembles (ENSEMBLES) average the per-dataset validation probabilities of finished member runs.
+Ensembles (ENSEMBLES) average the per-dataset validation probabilities of finished member runs;
+soups (SOUPS) average their weights into one classifier (runs/promoter_recipe/<name>/model), scored
+like a run.
 
 Each configuration lives in runs/promoter_recipe/<name>/ (git-ignored): `model/` (the classifier,
 written only when its run is complete), `.model.run/` (the checkpoint of an unfinished run),
@@ -113,6 +115,13 @@ PINNED_PREFIX = "git:"
 # name -> (description, member configurations); scored once all members are done
 ENSEMBLES: dict[str, tuple[str, list[str]]] = {
     "rc-ens3": ("mean probabilities of rc, rc-seed1, rc-seed2", ["rc", "rc-seed1", "rc-seed2"]),
+}
+# name -> (description, member configurations): one model whose weights are the members' mean
+# (a "model soup", Wortsman et al. 2022), scored like a run; sound only for members fine-tuned from
+# the same start with the same head initialisation (the same seed), so that they share a basin.
+SOUPS: dict[str, tuple[str, list[str]]] = {
+    "stage3-soup": ("uniform weight average of the two third stages (lr 5e-5 and 1e-4; same start, seed and "
+                    "data order)", ["decoder-lr2e-4-4k+lr1e-4-3k+lr5e-5-3k", "decoder-lr2e-4-4k+lr1e-4-3k+lr1e-4-3k"]),
 }
 METRICS = ("mcc", "auroc", "auprc", "accuracy", "f1")
 COLUMNS = ("name", "kind", "description", "valid_n", "valid_mcc", "valid_auroc", "valid_auprc",
@@ -269,7 +278,7 @@ def score_datasets(folder: Path, args, files: dict) -> dict:
         scores[dataset] = {m: result[m] for m in ("n", *METRICS)}
         say(f"  {dataset}: valid MCC {result['mcc']:.4f}, AUROC {result['auroc']:.4f} (n {result['n']})")
     np.savez(folder / "valid_probabilities.npz", **probabilities)
-    return {"datasets": scores, "eval_strand": strand, "labels": info.labels, "metrics": info.extra["metrics"],
+    return {"datasets": scores, "eval_strand": strand, "labels": info.labels, "metrics": info.extra.get("metrics"),
             "sha256": info.sha256}
 
 
@@ -312,21 +321,15 @@ def run_ensemble(name: str, runs: Path, args, files: dict) -> dict | None:
     if missing:
         say(f"{name}: waits for {', '.join(missing)}")
         return None
-    from mxdna_cli.io.labeled import read_table
-
     stored = [np.load(runs / m / "valid_probabilities.npz") for m in members]
     labels = json.loads((runs / members[0] / "result.json").read_text())["labels"]
-    scores, by_sequence = {}, {}
+    scores, probabilities = {}, {}
     for dataset in DATASETS:
         y = stored[0][f"{dataset}_y"]
-        p = np.mean([s[dataset] for s in stored], axis=0)
-        result = classification_metrics(y, p)
+        probabilities[dataset] = np.mean([s[dataset] for s in stored], axis=0)
+        result = classification_metrics(y, probabilities[dataset])
         scores[dataset] = {m: result[m] for m in ("n", *METRICS)}
-        sequences = read_table(str(files["datasets"][dataset])).sequences
-        by_sequence.update(zip(sequences, p))
-    # the pooled validation split's rows are copies of the datasets' rows: look their probabilities up
-    sequences, y = read_split(files["valid"], labels)
-    pooled = classification_metrics(y, np.stack([by_sequence[s] for s in sequences]))
+    pooled = pooled_metrics(probabilities, files, labels)
     member_results = [json.loads((runs / m / "result.json").read_text()) for m in members]
     result = {"name": name, "kind": "ensemble", "description": description,
               "command": " + ".join(f"[{m}]" for m in members), "resumed": False,
@@ -335,6 +338,77 @@ def run_ensemble(name: str, runs: Path, args, files: dict) -> dict | None:
               "train_seconds": round(sum(r["train_seconds"] for r in member_results), 1),
               "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "result.json", result)
+    return result
+
+
+def pooled_metrics(probabilities: dict, files: dict, labels: list[str]) -> dict:
+    """Metrics on the pooled validation split from each dataset's validation probabilities: its rows
+    are copies of the datasets' rows, so their probabilities are looked up, not computed again."""
+    from mxdna_cli.io.labeled import read_table
+    from mxdna_cli.train.metrics import classification_metrics
+
+    by_sequence = {}
+    for dataset in DATASETS:
+        by_sequence.update(zip(read_table(str(files["datasets"][dataset])).sequences, probabilities[dataset]))
+    sequences, y = read_split(files["valid"], labels)
+    pooled = classification_metrics(y, np.stack([by_sequence[s] for s in sequences]))
+    return {m: pooled[m] for m in ("n", *METRICS)}
+
+
+def average_weights(folders: list[Path]):
+    """The members' classifier with every floating-point tensor the mean of theirs (float32)."""
+    import torch
+
+    from mxdna_cli.weights import load_model
+
+    loaded = [load_model(folder) for folder in folders]
+    model, info = loaded[0]
+    for other, other_info in loaded[1:]:
+        if (other_info.config, other_info.labels, other_info.pooling) != (info.config, info.labels, info.pooling):
+            fail(f"{other_info.path}: not the architecture, classes and pooling of {info.path}; cannot average")
+    states = [m.state_dict() for m, _ in loaded]
+    mean = {key: torch.stack([state[key].float() for state in states]).mean(0).to(value.dtype)
+            if value.is_floating_point() else value for key, value in states[0].items()}
+    model.load_state_dict(mean)
+    return model, [i for _, i in loaded]
+
+
+def run_soup(name: str, runs: Path, args, files: dict) -> dict | None:
+    """Average the finished member runs' weights into one classifier and score it like a run."""
+    from mxdna_cli.weights import save_model
+
+    description, members = SOUPS[name]
+    folder = runs / name
+    if (folder / "result.json").is_file():
+        return json.loads((folder / "result.json").read_text())
+    missing = [m for m in members if not (runs / m / "result.json").is_file()]
+    if missing:
+        say(f"{name}: waits for {', '.join(missing)}")
+        return None
+    model, infos = average_weights([runs / m / "model" for m in members])
+    first = infos[0]
+    member_results = [json.loads((runs / m / "result.json").read_text()) for m in members]
+    extra = {k: v for k, v in first.extra.items() if k not in ("metrics", "settings", "pretrained_from")}
+    extra.update(labels=first.labels, soup=[{"name": m, "sha256": i.sha256} for m, i in zip(members, infos)])
+    save_model(model, folder / "model", extra=extra)
+    say(f"{name}: the mean of {', '.join(members)}; scoring the datasets' validation splits")
+    scored = score_datasets(folder, args, files)
+    probabilities = np.load(folder / "valid_probabilities.npz")
+    valid = pooled_metrics({d: probabilities[d] for d in DATASETS}, files, scored["labels"])
+    steps, seconds = sum(r["steps"] for r in member_results), round(sum(r["train_seconds"] for r in member_results), 1)
+    # the card carries the soup's own validation, as a run's card carries its run's
+    save_model(model, folder / "model", extra={**extra, "metrics": {"validation": valid, "steps": steps,
+                                                                       "train_seconds": seconds}})
+    (folder / "model" / "README.md").write_text(
+        "# model: MxDNA sequence classifier (weight average)\n\nThe uniform average of the weights of "
+        + ", ".join(f"`{m}` (sha256 {i.sha256[:12]}…)" for m, i in zip(members, infos))
+        + f" ({description}). Pooled validation MCC {valid['mcc']:.4f}, AUROC {valid['auroc']:.4f} (n {valid['n']}); "
+        "no test split was read.\n")
+    result = {"name": name, "kind": "soup", "description": description,
+              "command": " + ".join(f"[{m}]" for m in members) + " (weights averaged)", "resumed": False,
+              "valid": valid, "datasets": scored["datasets"], "best_step": "", "steps": steps,
+              "train_seconds": seconds, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_json(folder / "result.json", result)
     return result
 
@@ -414,14 +488,14 @@ def main(argv=None) -> int:
         fail("--threads must be at least 1", 2)
     if args.max_steps is not None and args.max_steps < 1:
         fail("--max-steps must be at least 1", 2)
-    known = [*CONFIGS, *ENSEMBLES]
+    known = [*CONFIGS, *ENSEMBLES, *SOUPS]
     names = args.configs or known
     unknown = [n for n in names if n not in known]
     if unknown:
         fail(f"unknown configuration {unknown[0]!r}; choose from {', '.join(known)}", 2)
     if args.list:
         for name in known:
-            description, detail = CONFIGS[name] if name in CONFIGS else ENSEMBLES[name]
+            description, detail = {**CONFIGS, **ENSEMBLES, **SOUPS}[name]
             print(f"{name}\t{description}\t{' '.join(detail)}")
         return 0
     smoke = args.max_steps is not None
@@ -434,7 +508,10 @@ def main(argv=None) -> int:
                  "scripts/combine_promoter_datasets.py")
     files = validation_files(args, runs)
     for name in names:
-        result = run_config(name, args, runs, files) if name in CONFIGS else run_ensemble(name, runs, args, files)
+        if name in CONFIGS:
+            result = run_config(name, args, runs, files)
+        else:
+            result = (run_ensemble if name in ENSEMBLES else run_soup)(name, runs, args, files)
         if result is None:
             continue
         # a row per finished configuration, once: a run stopped between its result and its row gets

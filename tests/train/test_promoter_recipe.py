@@ -45,3 +45,30 @@ def test_a_pinned_model_is_the_committed_files_not_todays(tmp_path, monkeypatch,
     (folder / "model.json").write_text("kept")  # written once: a second call reuses the folder
     assert script("promoter_recipe").pinned_weights(f"git:{first}:weights/clf", runs) == str(folder)
     assert (folder / "model.json").read_text() == "kept"
+
+
+def test_a_soup_is_the_mean_of_its_members_weights(tmp_path, make_tiny_models, script):
+    import torch
+
+    from mxdna_cli.weights import load_model, save_model
+
+    models = make_tiny_models(tmp_path / "runs")
+    first, info = load_model(models.clf)
+    second = load_model(models.clf)[0]
+    with torch.no_grad():
+        for parameter in second.parameters():
+            parameter.add_(1.0)
+    save_model(second, tmp_path / "second", extra={**info.extra, "labels": info.labels})
+
+    soup, infos = script("promoter_recipe").average_weights([Path(models.clf), tmp_path / "second"])
+    assert [i.sha256 for i in infos] == [info.sha256, load_model(tmp_path / "second")[1].sha256]
+    for (name, mixed), original in zip(soup.state_dict().items(), first.state_dict().values()):
+        if original.is_floating_point():
+            torch.testing.assert_close(mixed, original + 0.5, msg=name)
+
+
+def test_a_soup_refuses_members_of_other_classes(tmp_path, make_tiny_models, script):
+    one = make_tiny_models(tmp_path / "a")
+    other = make_tiny_models(tmp_path / "b", labels=("background", "enhancer"))
+    with pytest.raises(SystemExit):
+        script("promoter_recipe").average_weights([Path(one.clf), Path(other.clf)])
