@@ -374,6 +374,15 @@ def average_weights(folders: list[Path]):
     return model, [i for _, i in loaded]
 
 
+def joined_training_logs(logs: dict[str, Path], dest: Path) -> None:
+    """The members' training logs one after the other, a first column naming each row's member."""
+    rows = []
+    for member, path in logs.items():
+        header, *lines = path.read_text().splitlines()
+        rows += [f"{member}\t{line}" for line in lines]
+    dest.write_text("\n".join([f"member\t{header}", *rows]) + "\n")
+
+
 def run_soup(name: str, runs: Path, args, files: dict) -> dict | None:
     """Average the finished member runs' weights into one classifier and score it like a run."""
     from mxdna_cli.weights import save_model
@@ -390,8 +399,14 @@ def run_soup(name: str, runs: Path, args, files: dict) -> dict | None:
     first = infos[0]
     member_results = [json.loads((runs / m / "result.json").read_text()) for m in members]
     extra = {k: v for k, v in first.extra.items() if k not in ("metrics", "settings", "pretrained_from")}
-    extra.update(labels=first.labels, soup=[{"name": m, "sha256": i.sha256} for m, i in zip(members, infos)])
+    # each member's own record (settings, start, validation) stays in the soup's card
+    extra.update(labels=first.labels, soup=[{"name": m, "sha256": i.sha256, "settings": i.extra.get("settings"),
+                                             "pretrained_from": i.extra.get("pretrained_from"),
+                                             "validation": i.extra.get("metrics", {}).get("validation")}
+                                            for m, i in zip(members, infos)])
     save_model(model, folder / "model", extra=extra)
+    joined_training_logs({m: runs / m / "model" / "training_log.tsv" for m in members},
+                         folder / "model" / "training_log.tsv")
     say(f"{name}: the mean of {', '.join(members)}; scoring the datasets' validation splits")
     scored = score_datasets(folder, args, files)
     probabilities = np.load(folder / "valid_probabilities.npz")

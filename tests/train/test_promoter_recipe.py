@@ -72,3 +72,13 @@ def test_a_soup_refuses_members_of_other_classes(tmp_path, make_tiny_models, scr
     other = make_tiny_models(tmp_path / "b", labels=("background", "enhancer"))
     with pytest.raises(SystemExit):
         script("promoter_recipe").average_weights([Path(one.clf), Path(other.clf)])
+
+
+def test_a_soups_training_log_is_its_members_logs_each_row_named(tmp_path, script):
+    logs = {}
+    for member, loss in (("a", "0.5"), ("b", "0.4")):
+        logs[member] = tmp_path / f"{member}.tsv"
+        logs[member].write_text(f"step\tloss\n1\t{loss}\n2\t{loss}\n")
+    script("promoter_recipe").joined_training_logs(logs, tmp_path / "soup.tsv")
+    assert (tmp_path / "soup.tsv").read_text().splitlines() == [
+        "member\tstep\tloss", "a\t1\t0.5", "a\t2\t0.5", "b\t1\t0.4", "b\t2\t0.4"]
