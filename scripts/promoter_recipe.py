@@ -108,6 +108,11 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "decoder-lr2e-4-4k+lr1e-4-3k+lr1e-4-3k": ("third stage as above at the second stage's peak lr 1e-4",
                                               ["--pretrained", "git:37e00c5:weights/promoter-eukaryote", "--lr", "1e-4",
                                                "--max-steps", "3000", "--eval-every", "1500"]),
+    # The soup of the two third stages won (0.7060) and both were still rising: a fourth stage from it.
+    "stage3-soup+lr5e-5-3k": ("fourth stage: from stage3-soup (weights/promoter-eukaryote as shipped at c240a2b; "
+                              "fresh head), peak lr 5e-5, 3,000 more steps",
+                              ["--pretrained", "git:c240a2b:weights/promoter-eukaryote", "--lr", "5e-5",
+                               "--max-steps", "3000", "--eval-every", "1500"]),
 }
 # A stage's starting point is a shipped classifier that a later stage replaces in weights/, so it
 # is named by the commit that shipped it ("git:COMMIT:PATH") and checked out under the runs folder.
