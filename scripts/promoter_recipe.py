@@ -314,37 +314,47 @@ def run_config(name: str, args, runs: Path, files: dict) -> dict | None:
     return result
 
 
-def run_ensemble(name: str, runs: Path, args, files: dict) -> dict | None:
-    """Mean class probabilities of the member runs on each dataset's validation split."""
-    from mxdna_cli.train.metrics import classification_metrics
-
-    description, members = ENSEMBLES[name]
-    folder = runs / name
-    if (folder / "result.json").is_file():
-        return json.loads((folder / "result.json").read_text())
+def run_combination(name: str, args, runs: Path, files: dict) -> dict | None:
+    """An ensemble or a soup of finished runs: its result, made now unless done before; None (said)
+    while one of its members is unfinished."""
+    make, (description, members) = ((ensemble_result, ENSEMBLES[name]) if name in ENSEMBLES
+                                    else (soup_result, SOUPS[name]))
+    done = runs / name / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
     missing = [m for m in members if not (runs / m / "result.json").is_file()]
     if missing:
         say(f"{name}: waits for {', '.join(missing)}")
         return None
+    member_results = [json.loads((runs / m / "result.json").read_text()) for m in members]
+    done.parent.mkdir(parents=True, exist_ok=True)
+    result = {"name": name, "description": description, "resumed": False, "best_step": "",
+              **member_totals(member_results), **make(name, members, member_results, runs, args, files),
+              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_json(done, result)
+    return result
+
+
+def ensemble_result(name: str, members: list[str], member_results: list[dict], runs: Path, args, files: dict) -> dict:
+    """Mean class probabilities of the member runs on each dataset's validation split."""
+    from mxdna_cli.train.metrics import classification_metrics
+
     stored = [np.load(runs / m / "valid_probabilities.npz") for m in members]
-    labels = json.loads((runs / members[0] / "result.json").read_text())["labels"]
+    labels = member_results[0]["labels"]
     scores, probabilities = {}, {}
     for dataset in DATASETS:
         y = stored[0][f"{dataset}_y"]
         probabilities[dataset] = np.mean([s[dataset] for s in stored], axis=0)
         result = classification_metrics(y, probabilities[dataset])
         scores[dataset] = {m: result[m] for m in ("n", *METRICS)}
-    pooled = pooled_metrics(probabilities, files, labels)
-    member_results = [json.loads((runs / m / "result.json").read_text()) for m in members]
-    result = {"name": name, "kind": "ensemble", "description": description,
-              "command": " + ".join(f"[{m}]" for m in members), "resumed": False,
-              "valid": {m: pooled[m] for m in ("n", *METRICS)}, "datasets": scores,
-              "best_step": "", "steps": sum(r["steps"] for r in member_results),
-              "train_seconds": round(sum(r["train_seconds"] for r in member_results), 1),
-              "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "result.json", result)
-    return result
+    return {"kind": "ensemble", "command": " + ".join(f"[{m}]" for m in members),
+            "valid": pooled_metrics(probabilities, files, labels), "datasets": scores}
+
+
+def member_totals(member_results: list[dict]) -> dict:
+    """A combination's training cost: its members' steps and seconds added up."""
+    return {"steps": sum(r["steps"] for r in member_results),
+            "train_seconds": round(sum(r["train_seconds"] for r in member_results), 1)}
 
 
 def pooled_metrics(probabilities: dict, files: dict, labels: list[str]) -> dict:
@@ -388,21 +398,13 @@ def joined_training_logs(logs: dict[str, Path], dest: Path) -> None:
     dest.write_text("\n".join([f"member\t{header}", *rows]) + "\n")
 
 
-def run_soup(name: str, runs: Path, args, files: dict) -> dict | None:
+def soup_result(name: str, members: list[str], member_results: list[dict], runs: Path, args, files: dict) -> dict:
     """Average the finished member runs' weights into one classifier and score it like a run."""
-    from mxdna_cli.weights import save_model
+    from mxdna_cli.weights import CARD_FILE, save_model, write_card
 
-    description, members = SOUPS[name]
-    folder = runs / name
-    if (folder / "result.json").is_file():
-        return json.loads((folder / "result.json").read_text())
-    missing = [m for m in members if not (runs / m / "result.json").is_file()]
-    if missing:
-        say(f"{name}: waits for {', '.join(missing)}")
-        return None
+    description, folder = SOUPS[name][0], runs / name
     model, infos = average_weights([runs / m / "model" for m in members])
     first = infos[0]
-    member_results = [json.loads((runs / m / "result.json").read_text()) for m in members]
     extra = {k: v for k, v in first.extra.items() if k not in ("metrics", "settings", "pretrained_from")}
     # each member's own record (settings, start, validation) stays in the soup's card
     extra.update(labels=first.labels, soup=[{"name": m, "sha256": i.sha256, "settings": i.extra.get("settings"),
@@ -416,21 +418,18 @@ def run_soup(name: str, runs: Path, args, files: dict) -> dict | None:
     scored = score_datasets(folder, args, files)
     probabilities = np.load(folder / "valid_probabilities.npz")
     valid = pooled_metrics({d: probabilities[d] for d in DATASETS}, files, scored["labels"])
-    steps, seconds = sum(r["steps"] for r in member_results), round(sum(r["train_seconds"] for r in member_results), 1)
-    # the card carries the soup's own validation, as a run's card carries its run's
-    save_model(model, folder / "model", extra={**extra, "metrics": {"validation": valid, "steps": steps,
-                                                                       "train_seconds": seconds}})
+    # the card carries the soup's own validation, as a run's card carries its run's (model.json
+    # only: the weights and their SHA-256 are those just written)
+    card = json.loads((folder / "model" / CARD_FILE).read_text())
+    card["extra"]["metrics"] = {"validation": valid, **member_totals(member_results)}
+    write_card(folder / "model", card)
     (folder / "model" / "README.md").write_text(
         "# model: MxDNA sequence classifier (weight average)\n\nThe uniform average of the weights of "
         + ", ".join(f"`{m}` (sha256 {i.sha256[:12]}…)" for m, i in zip(members, infos))
         + f" ({description}). Pooled validation MCC {valid['mcc']:.4f}, AUROC {valid['auroc']:.4f} (n {valid['n']}); "
         "no test split was read.\n")
-    result = {"name": name, "kind": "soup", "description": description,
-              "command": " + ".join(f"[{m}]" for m in members) + " (weights averaged)", "resumed": False,
-              "valid": valid, "datasets": scored["datasets"], "best_step": "", "steps": steps,
-              "train_seconds": seconds, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-    write_json(folder / "result.json", result)
-    return result
+    return {"kind": "soup", "command": " + ".join(f"[{m}]" for m in members) + " (weights averaged)",
+            "valid": valid, "datasets": scored["datasets"]}
 
 
 def write_json(path: Path, value: dict) -> None:
@@ -528,10 +527,7 @@ def main(argv=None) -> int:
                  "scripts/combine_promoter_datasets.py")
     files = validation_files(args, runs)
     for name in names:
-        if name in CONFIGS:
-            result = run_config(name, args, runs, files)
-        else:
-            result = (run_ensemble if name in ENSEMBLES else run_soup)(name, runs, args, files)
+        result = (run_config if name in CONFIGS else run_combination)(name, args, runs, files)
         if result is None:
             continue
         # a row per finished configuration, once: a run stopped between its result and its row gets

@@ -58,6 +58,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="docs/promoter_significance.tsv")
     args = parser.parse_args(argv)
 
+    from mxdna_cli.io.writers import atomic_output
     from mxdna_cli.train.baselines_promoter import load_split_tables
     from mxdna_cli.train.metrics import classification_metrics, paired_bootstrap
     from mxdna_cli.train.scoring import predict_probabilities
@@ -89,15 +90,13 @@ def main(argv=None) -> int:
                   f"({row['auroc_model_better']:.0%})", file=sys.stderr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    with partial.open("w") as handle:
+    with atomic_output(str(out)) as handle:
         handle.write(f"# model {info.name} sha256 {info.sha256}; paired bootstrap, {args.resamples} resamples, "
                      f"seed {args.seed}, 95% intervals of (model - baseline) on each test split\n")
         handle.write("\t".join(COLUMNS) + "\n")
         for row in rows:
             handle.write("\t".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS)
                          + "\n")
-    partial.replace(out)
     print(f"-> {out}", file=sys.stderr)
     return 0
 
