@@ -45,8 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("human_tata_synthetic", "human_tata_genomic", "arabidopsis_tata", "arabidopsis_nontata",
-            "arabidopsis_tair10_chr1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_promoter_datasets import DATASETS  # noqa: E402
+
 POOLED = "eukaryote_all"
 # The common starting point: the final bundled masked-LM model, the shipped classifiers' settings
 # (lr 1e-4, batch 16), validated every 500 steps (~1/5 epoch of the pooled ~39k sequences) so that

@@ -7,8 +7,8 @@ what a test split of that size can tell apart? A paired bootstrap per dataset.
         [--out docs/promoter_significance.tsv]
 
 For each dataset the baselines are refitted exactly as scripts/promoter_baselines.py fits them
-(the 6-mer LR with C chosen on the valid split; the CNN with early stopping on it, `--models cnn`,
-minutes), the classifier scores the test split, and `metrics.paired_bootstrap` resamples the test
+(`baselines_promoter.run_promoter_baselines`: the 6-mer LR with C chosen on the valid split; the
+CNN with early stopping on it, `--models cnn`, minutes), the classifier scores the test split, and `metrics.paired_bootstrap` resamples the test
 examples (the same resample for both models) to give the MCC and AUROC difference, classifier
 minus baseline, with its 95% interval and the share of resamples the classifier wins. Only test
 splits are scored, and nothing is chosen from the result.
@@ -20,30 +20,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
-DATASETS = ("human_tata_synthetic", "human_tata_genomic", "arabidopsis_tata", "arabidopsis_nontata",
-            "arabidopsis_tair10_chr1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from build_promoter_datasets import DATASETS  # noqa: E402
+
 COLUMNS = ("dataset", "n", "baseline", "model_mcc", "baseline_mcc", "mcc_difference", "mcc_low", "mcc_high",
            "mcc_model_better", "model_auroc", "baseline_auroc", "auroc_difference", "auroc_low", "auroc_high",
            "auroc_model_better", "baseline_valid_mcc")
-
-
-def baseline_probabilities(data, models: list[str], seed: int) -> dict[str, tuple[np.ndarray, float]]:
-    """Test probabilities of each baseline, fitted on train and chosen on valid; and its valid MCC."""
-    from mxdna_cli.train.baselines_promoter import CNNSettings, KmerLogisticRegression, cnn_probabilities, train_cnn
-
-    train, valid, test = (data.sequences[s] for s in ("train", "valid", "test"))
-    found = {}
-    if "kmer_lr" in models:
-        lr = KmerLogisticRegression(seed=seed).fit(train, data.y["train"], valid, data.y["valid"])
-        found["6mer_lr"] = (lr.predict_proba(test), lr.validation[lr.chosen_c]["mcc"])
-    if "cnn" in models:
-        model, summary = train_cnn(train, data.y["train"], valid, data.y["valid"], len(data.labels),
-                                   CNNSettings(seed=seed))
-        found["cnn"] = (cnn_probabilities(model, test), summary["validation"]["mcc"])
-    return found
 
 
 def main(argv=None) -> int:
@@ -59,7 +43,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from mxdna_cli.io.writers import atomic_output
-    from mxdna_cli.train.baselines_promoter import load_split_tables
+    from mxdna_cli.train.baselines_promoter import load_split_tables, run_promoter_baselines
     from mxdna_cli.train.metrics import classification_metrics, paired_bootstrap
     from mxdna_cli.train.scoring import predict_probabilities
     from mxdna_cli.weights import load_model, resolve_model
@@ -72,12 +56,12 @@ def main(argv=None) -> int:
         data = load_split_tables(Path(args.data) / dataset, info.labels)
         scored = predict_probabilities(model, data.sequences["test"], batch_size=64, strand=strand)
         mine = classification_metrics(data.y["test"], scored)
-        for baseline, (probabilities, valid_mcc) in baseline_probabilities(data, args.models, args.seed).items():
-            theirs = classification_metrics(data.y["test"], probabilities)
+        for baseline, theirs in run_promoter_baselines(data, seed=args.seed, models=args.models).items():
+            probabilities = theirs["test_probabilities"]
             result = paired_bootstrap(data.y["test"], scored, probabilities, resamples=args.resamples,
                                       seed=args.seed)
             row = {"dataset": dataset, "n": len(data.y["test"]), "baseline": baseline,
-                   "baseline_valid_mcc": valid_mcc}
+                   "baseline_valid_mcc": theirs["validation_mcc"]}
             for metric in ("mcc", "auroc"):
                 difference = result[metric]
                 row.update({f"model_{metric}": mine[metric], f"baseline_{metric}": theirs[metric],

@@ -265,20 +265,25 @@ def load_split_tables(folder: str | Path, labels: Sequence[str] | None = None) -
 
 def run_promoter_baselines(data: SplitData, *, seed: int = 0, cnn: CNNSettings | None = None,
                            models: Sequence[str] = ("kmer_lr", "cnn"), progress=None) -> dict[str, dict]:
-    """Test metrics (plus seconds and the chosen hyperparameters) of each baseline."""
+    """Test metrics (plus seconds, the chosen hyperparameters, the validation MCC and the test
+    probabilities themselves, `test_probabilities`) of each baseline."""
     results = {}
     train, valid, test = (data.sequences[s] for s in ("train", "valid", "test"))
     if "kmer_lr" in models:
         started = time.monotonic()
         lr = KmerLogisticRegression(seed=seed).fit(train, data.y["train"], valid, data.y["valid"])
-        metrics = classification_metrics(data.y["test"], lr.predict_proba(test))
-        results[f"{KMER}mer_lr"] = {**metrics, "seconds": time.monotonic() - started, "C": lr.chosen_c,
-                                    "validation_mcc": lr.validation[lr.chosen_c]["mcc"]}
+        probabilities = lr.predict_proba(test)
+        results[f"{KMER}mer_lr"] = {**classification_metrics(data.y["test"], probabilities),
+                                    "seconds": time.monotonic() - started, "C": lr.chosen_c,
+                                    "validation_mcc": lr.validation[lr.chosen_c]["mcc"],
+                                    "test_probabilities": probabilities}
     if "cnn" in models:
         started = time.monotonic()
         settings = cnn or CNNSettings(seed=seed)
         model, summary = train_cnn(train, data.y["train"], valid, data.y["valid"], len(data.labels), settings, progress)
-        metrics = classification_metrics(data.y["test"], cnn_probabilities(model, test))
-        results["cnn"] = {**metrics, "seconds": time.monotonic() - started, "epochs": summary["epochs"],
-                          "best_epoch": summary["best_epoch"], "validation_mcc": summary["validation"]["mcc"]}
+        probabilities = cnn_probabilities(model, test)
+        results["cnn"] = {**classification_metrics(data.y["test"], probabilities),
+                          "seconds": time.monotonic() - started, "epochs": summary["epochs"],
+                          "best_epoch": summary["best_epoch"], "validation_mcc": summary["validation"]["mcc"],
+                          "test_probabilities": probabilities}
     return results

@@ -28,7 +28,6 @@ FIXTURES = ROOT / "tests" / "data" / "promoter"
 MOTIF = "TATAAAAGGC"
 
 
-
 def planted(n, length=80, seed=0):
     """Random DNA; label 1 sequences carry MOTIF at a random place."""
     rng = np.random.default_rng(seed)
@@ -125,6 +124,9 @@ def test_run_promoter_baselines_reads_split_tables(tmp_path):
     assert set(results) == {"6mer_lr", "cnn"}
     for metrics in results.values():
         assert metrics["n"] == 6 and 0 <= metrics["accuracy"] <= 1 and not math.isnan(metrics["auroc"])
+        # the test probabilities returned are the ones the metrics were computed from
+        assert metrics["test_probabilities"].shape == (6, 2)
+        assert roc_auc(data.y["test"], metrics["test_probabilities"][:, 1]) == metrics["auroc"]
 
 
 # ------------------------------------------------------------------ dataset builder
