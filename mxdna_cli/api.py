@@ -249,7 +249,8 @@ class Model:
 
 
 def load(name_or_path: str | None = None, *, device: str = "auto", dtype: str = "float32",
-         threads: int | None = None) -> Model:
+         threads: int | None = None, compile: bool = False) -> Model:
     """A model by bundled name (`mxdna info` lists them), folder path, $MXDNA_WEIGHTS, or the default
-    backbone; on `device` ('auto', 'cpu', 'cuda', 'cuda:N') in `dtype` ('float32', 'bfloat16', ...)."""
-    return Model(load_model(name_or_path, device=device, dtype=dtype, threads=threads))
+    backbone; on `device` ('auto', 'cpu', 'cuda', 'cuda:N') in `dtype` ('float32', 'bfloat16', ...);
+    `compile=True` runs its dense layers through torch.compile (the CLI's --compile)."""
+    return Model(load_model(name_or_path, device=device, dtype=dtype, threads=threads, compile=compile))

@@ -121,8 +121,10 @@ def load(
     dtype: str = "float32",
     threads: int | None = None,
     reporter: Warns | None = None,
+    compile: bool = False,
 ) -> LoadedModel:
-    """Resolve (`weights.resolve_model`: path, bundled name, $MXDNA_WEIGHTS, default) and load a model."""
+    """Resolve (`weights.resolve_model`: path, bundled name, $MXDNA_WEIGHTS, default) and load a model;
+    `compile` runs its dense layers through torch.compile (`model.compiled`)."""
     set_threads(threads)
     torch_device = pick_device(device)
     place = distributed.world()
@@ -138,7 +140,13 @@ def load(
     module, info = model_files.load_model(folder)
     if not info.trained and reporter is not None:
         reporter.warn(f"model '{info.name}' is untrained (random weights): its outputs are for testing only")
-    return LoadedModel(module.to(torch_device).eval(), info, torch_device, cast, dtype)
+    module = module.to(torch_device).eval()
+    if compile:
+        from mxdna_cli.model.compiled import check_compiler, compile_dense_layers
+
+        check_compiler(torch_device)
+        compile_dense_layers(module)
+    return LoadedModel(module, info, torch_device, cast, dtype)
 
 
 def find_classifier(name_or_path: str | None, label: str) -> Path:
@@ -165,7 +173,7 @@ def find_classifier(name_or_path: str | None, label: str) -> Path:
 
 def load_classifier(
     name_or_path: str | None, *, label: str = PROMOTER_LABEL, device: str = "auto", dtype: str = "float32",
-    threads: int | None = None, reporter: Warns | None = None,
+    threads: int | None = None, reporter: Warns | None = None, compile: bool = False,
 ) -> tuple[LoadedModel, int]:
     """A classification model and the index of `label` among its classes."""
     folder = find_classifier(name_or_path, label)
@@ -178,7 +186,7 @@ def load_classifier(
     scored = scored_class(info.labels, label)
     if scored is None:
         raise UsageError(f"model '{info.name}' has no class '{label}' (its classes: {', '.join(info.labels)}); see --label")
-    loaded = load(str(folder), device=device, dtype=dtype, threads=threads, reporter=reporter)
+    loaded = load(str(folder), device=device, dtype=dtype, threads=threads, reporter=reporter, compile=compile)
     if scored != label and reporter is not None:
         reporter.warn(f"model '{info.name}' has classes {', '.join(info.labels)}: scoring class '{scored}' as "
                       f"'{label}' (pass --label to choose another)")

@@ -128,6 +128,10 @@ ENSEMBLES: dict[str, tuple[str, list[str]]] = {
 SOUPS: dict[str, tuple[str, list[str]]] = {
     "stage3-soup": ("uniform weight average of the two third stages (lr 5e-5 and 1e-4; same start, seed and "
                     "data order)", ["decoder-lr2e-4-4k+lr1e-4-3k+lr5e-5-3k", "decoder-lr2e-4-4k+lr1e-4-3k+lr1e-4-3k"]),
+    # two points of one trajectory, as in stochastic weight averaging: the fourth stage's backbone
+    # continues the soup's; its head restarted from the same seeded initialisation as theirs
+    "stage4-soup": ("uniform weight average of stage3-soup and the fourth stage trained from it",
+                    ["stage3-soup", "stage3-soup+lr5e-5-3k"]),
 }
 METRICS = ("mcc", "auroc", "auprc", "accuracy", "f1")
 COLUMNS = ("name", "kind", "description", "valid_n", "valid_mcc", "valid_auroc", "valid_auprc",

@@ -17,9 +17,9 @@ import csv
 import json
 from pathlib import Path
 
+from build_promoter_datasets import DATASETS  # scripts/ is on the path when run as a script
+
 METRICS = ("accuracy", "f1", "mcc", "auroc", "auprc")
-DATASETS = ("human_tata_synthetic", "human_tata_genomic", "arabidopsis_tata", "arabidopsis_nontata",
-            "arabidopsis_tair10_chr1")
 MXDNA_RUNS = (("pre", "MxDNA pretrained → fine-tuned"), ("scratch", "MxDNA from scratch"),
               ("pre-lr3e-4", "MxDNA pretrained → fine-tuned, lr 3e-4, 3 epochs (shipped)"))
 HEADERS = {"accuracy": "accuracy", "f1": "F1", "mcc": "MCC", "auroc": "AUROC", "auprc": "AUPRC"}

@@ -153,6 +153,13 @@ DtypeOpt = Annotated[
         case_sensitive=False,
     ),
 ]
+CompileOpt = Annotated[
+    bool,
+    typer.Option("--compile", rich_help_panel=MODEL_PANEL,
+                 help="Run the dense layers through torch.compile: faster on long runs, after a compile of "
+                      "10-30 s at the first batch (needs a C++ compiler on the CPU); the same units, outputs "
+                      "within float rounding (docs/benchmarks.md)."),
+]
 ThreadsOpt = Annotated[int | None, threads_option(show_default="torch's choice")]
 TrainThreadsOpt = Annotated[int, threads_option()]
 ResumeOpt = Annotated[
@@ -196,20 +203,21 @@ class WindowOptions:
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """--weights/--model, --device, --dtype, --threads: which model runs, where and in what precision."""
+    """--weights/--model, --device, --dtype, --compile, --threads: which model runs, where and how."""
 
     weights: WeightsOpt = None
     device: DeviceOpt = "auto"
     dtype: DtypeOpt = Dtype.float32
+    compile: CompileOpt = False
     threads: ThreadsOpt = None
 
     def load(self, reporter: engine.Reporter) -> engine.LoadedModel:
         return engine.load(self.weights, device=self.device, dtype=self.dtype.value, threads=self.threads,
-                           reporter=reporter)
+                           reporter=reporter, compile=self.compile)
 
     def load_classifier(self, label: str, reporter: engine.Reporter) -> tuple[engine.LoadedModel, int]:
         return engine.load_classifier(self.weights, label=label, device=self.device, dtype=self.dtype.value,
-                                      threads=self.threads, reporter=reporter)
+                                      threads=self.threads, reporter=reporter, compile=self.compile)
 
 
 def option_groups(verb: Callable[..., Any]) -> Callable[..., Any]:
