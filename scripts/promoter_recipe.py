@@ -109,6 +109,14 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
     "decoder-lr2e-4-4k+lr1e-4-3k+lr1e-4-3k": ("third stage as above at the second stage's peak lr 1e-4",
                                               ["--pretrained", "git:37e00c5:weights/promoter-eukaryote", "--lr", "1e-4",
                                                "--max-steps", "3000", "--eval-every", "1500"]),
+    # The recipe rows not yet measured, at the budget of decoder-lr2e-4-2.5k (its row is their
+    # reference), side by side at one thread each; one validation, at the end, to fit a session.
+    "decoder-ld0.8-lr2e-4-2.5k": ("as decoder-lr2e-4-2.5k, layer-wise lr decay 0.8",
+                                  ["--lr", "2e-4", "--max-steps", "2500", "--eval-every", "2500",
+                                   "--layer-decay", "0.8"]),
+    "decoder-dropout0.1-lr2e-4-2.5k": ("as decoder-lr2e-4-2.5k, head dropout 0.1",
+                                       ["--lr", "2e-4", "--max-steps", "2500", "--eval-every", "2500",
+                                        "--dropout", "0.1"]),
     # The soup of the two third stages won (0.7060) and both were still rising: a fourth stage from it.
     "stage3-soup+lr5e-5-3k": ("fourth stage: from stage3-soup (weights/promoter-eukaryote as shipped at c240a2b; "
                               "fresh head), peak lr 5e-5, 3,000 more steps",
