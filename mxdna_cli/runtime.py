@@ -62,6 +62,7 @@ class LoadedModel:
     device: torch.device
     autocast: torch.dtype | None
     dtype_name: str
+    compiled: bool = False  # dense layers through torch.compile (--compile)
 
     @property
     def backbone(self) -> torch.nn.Module:
@@ -96,6 +97,8 @@ class LoadedModel:
             "model_trained": self.info.trained,
             "device": str(self.device),
             "dtype": self.dtype_name,
+            # only when set, so that the headers of ordinary runs stay as they were
+            **({"compiled": True} if self.compiled else {}),
         }
 
 
@@ -146,7 +149,7 @@ def load(
 
         check_compiler(torch_device)
         compile_dense_layers(module)
-    return LoadedModel(module, info, torch_device, cast, dtype)
+    return LoadedModel(module, info, torch_device, cast, dtype, compiled=compile)
 
 
 def find_classifier(name_or_path: str | None, label: str) -> Path:

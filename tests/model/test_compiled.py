@@ -53,6 +53,20 @@ def test_compiled_layers_match_eager_on_trained_weights(windows):
         assert (alone.token_hidden[0, :units] - got.token_hidden[row, :units]).abs().max() < 1e-5
 
 
+def test_a_compiled_run_says_so_in_its_output(tmp_path):
+    out = tmp_path / "p.tsv"
+    result = CliRunner().invoke(app, ["predict", "promoter", str(MINI), "--region", "CHROMOSOME_I:1-300",
+                                      "--compile", "-q", "--threads", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    header = [line for line in out.read_text().splitlines() if line.startswith("#")]
+    assert "#compiled=true" in header
+    plain = tmp_path / "plain.tsv"
+    CliRunner().invoke(app, ["predict", "promoter", str(MINI), "--region", "CHROMOSOME_I:1-300", "-q", "-o", str(plain)])
+    assert not any(line.startswith("#compiled") for line in plain.read_text().splitlines())
+    rows = [line.split("\t") for line in (out, plain) for line in [line.read_text().splitlines()[-1]]]
+    assert rows[0][:5] == rows[1][:5] and abs(float(rows[0][5]) - float(rows[1][5])) < 1e-5
+
+
 def test_a_missing_compiler_is_a_usage_error(monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler-here")
     with pytest.raises(UsageError, match="no-such-compiler-here"):
