@@ -32,7 +32,7 @@ def main() -> None:
     print("| model | size | GFLOP per kb, bare counter | with CPU attention counted | ratio |")
     print("|---|---|---|---|---|")
     for size in args.sizes:
-        for bench in peers.benches(size, batch, window, device, genome):
+        for bench in peers.benches(size, batch, window, device, genome, compiled=False):
             with torch.inference_mode(), FlopCounterMode(display=False) as bare:
                 bench.forward()
             counted = peers.count_flops(bench.forward)

@@ -42,6 +42,9 @@ class Bench:
     batch: int
     window: int
     forward: Callable[[], object]
+    # the bench whose FLOPs this one does: a compiled copy runs the same arithmetic, and the
+    # counter cannot see inside compiled kernels
+    flops_of: str | None = None
 
     @property
     def nucleotides(self) -> int:
@@ -96,14 +99,22 @@ def peers(size: str, batch: int, window: int, device: torch.device) -> list[Benc
     return [_hf(kind, size, batch, window, device) for kind in ("nt", "bpe", "single")]
 
 
-def benches(size: str, batch: int, window: int, device: torch.device, genome_windows: list[np.ndarray]) -> list[Bench]:
-    """mxdna first, then its peers, at one size: the rows of the models table."""
-    return [mxdna(size, batch, window, device, genome_windows), *peers(size, batch, window, device)]
+def benches(size: str, batch: int, window: int, device: torch.device, genome_windows: list[np.ndarray],
+            *, compiled: bool = True) -> list[Bench]:
+    """mxdna first (and, with `compiled`, as `--compile` runs it), then its peers, at one size: the
+    rows of the models table."""
+    eager = mxdna(size, batch, window, device, genome_windows)
+    extra = [mxdna(size, batch, window, device, genome_windows, compiled=True)] if compiled else []
+    return [eager, *extra, *peers(size, batch, window, device)]
 
 
-def mxdna(size: str, batch: int, window: int, device: torch.device, genome_windows: list[np.ndarray]) -> Bench:
+def mxdna(size: str, batch: int, window: int, device: torch.device, genome_windows: list[np.ndarray],
+          *, compiled: bool = False) -> Bench:
     """mxdna-small is the bundled (trained) model, on real DNA: a trained tokenizer's units, and so
-    the token layers' length, are what users get. mxdna-base has random weights (none is trained)."""
+    the token layers' length, are what users get. mxdna-base has random weights (none is trained).
+    `compiled`: its dense layers through torch.compile, as `--compile` does (compiled at the first
+    call, the table's warm-up)."""
+    from mxdna_cli.model.compiled import compile_dense_layers
     from mxdna_cli.model.config import ModelConfig
     from mxdna_cli.model.mxdna import MxDNAForMaskedLM, pad_batch
     from mxdna_cli.runtime import load
@@ -115,6 +126,10 @@ def mxdna(size: str, batch: int, window: int, device: torch.device, genome_windo
         torch.manual_seed(0)
         model = MxDNAForMaskedLM(ModelConfig.preset("base")).to(device).eval()
         name = "mxdna-base (random weights)"
+    eager_name = name
+    if compiled:
+        compile_dense_layers(model)
+        name = name.replace(")", ", --compile)")
     ids, mask = pad_batch([w[: window - 2] for w in genome_windows[:batch]], device)
     return Bench(name, size, sum(p.numel() for p in model.parameters()), batch, window,
-                 lambda: model(ids, mask).logits)
+                 lambda: model(ids, mask).logits, flops_of=eager_name if compiled else None)

@@ -5,7 +5,8 @@ Run: python benchmarks/run.py [--quick] [--threads N] [--device cpu|cuda] [--wri
 Sections (each a table; with --write they replace the generated part of docs/benchmarks.md, and
 the plots go to docs/benchmarks_*.png):
 1. the physical limit: the measured matmul peak (2048^2, float32 and bf16 on the CPU, bf16 on a GPU);
-2. models side by side: mxdna-small (bundled) and mxdna-base (random weights) against NT-v2-like,
+2. models side by side: mxdna-small (bundled) and mxdna-base (random weights), each eager and as
+   `--compile` runs it (FLOPs those of the eager row), against NT-v2-like,
    DNABERT-2-like and single-nucleotide BERT peers of both sizes (benchmarks/peers.py), batches of
    8 x 1 kb: FLOPs counted, nt/s (median of interleaved repeats), achieved FLOP/s and share of peak;
 3. the engine: `embed`, `tokenize` and a promoter track through the engine against the model's
@@ -139,7 +140,8 @@ def models_table(device, quick: bool, peak: dict[str, float], repeats: int) -> t
             if quick and size == "base" and precision == "bfloat16":
                 continue
             with autocast(device, precision):
-                flops = {b.name: peers.count_flops(b.forward) for b in benches}
+                flops = {b.name: peers.count_flops(b.forward) for b in benches if b.flops_of is None}
+                flops.update({b.name: flops[b.flops_of] for b in benches if b.flops_of is not None})
                 times: dict[str, list[float]] = {b.name: [] for b in benches}
                 with torch.inference_mode():
                     for b in benches:
