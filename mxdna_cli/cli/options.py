@@ -156,8 +156,8 @@ DtypeOpt = Annotated[
 CompileOpt = Annotated[
     bool,
     typer.Option("--compile", rich_help_panel=MODEL_PANEL,
-                 help="Run the dense layers through torch.compile: faster on long runs, after a compile of "
-                      "10-30 s at the first batch (needs a C++ compiler on the CPU); the same units, outputs "
+                 help="Run the dense layers through torch.compile: 1.1-1.2x faster on long runs, after a compile of "
+                      "6-30 s at the first batch (needs a C++ compiler on the CPU); the same units, outputs "
                       "within float rounding (docs/benchmarks.md)."),
 ]
 ThreadsOpt = Annotated[int | None, threads_option(show_default="torch's choice")]

@@ -17,6 +17,7 @@ from mxdna_cli.cli.options import (
     WINDOW_PANEL,
     BatchTokensOpt,
     BedOpt,
+    CompileOpt,
     DeviceOpt,
     Dtype,
     DtypeOpt,
@@ -63,14 +64,15 @@ GenomeOpt = Annotated[
 
 
 def _load(lm_name: str | None, classifier: str | None, label: str, need_lm: bool, device: str, dtype: Dtype,
-          threads: int | None, reporter: StderrReporter):
+          compile: bool, threads: int | None, reporter: StderrReporter):
     lm = clf = None
     label_index = 1
     if classifier is not None:
         clf, label_index = engine.load_classifier(classifier, label=label, device=device, dtype=dtype.value,
-                                                  threads=threads, reporter=reporter)
+                                                  threads=threads, reporter=reporter, compile=compile)
     if need_lm:
-        lm = engine.load(lm_name, device=device, dtype=dtype.value, threads=threads, reporter=reporter)
+        lm = engine.load(lm_name, device=device, dtype=dtype.value, threads=threads, reporter=reporter,
+                         compile=compile)
         if lm.info.task != "masked_lm":
             raise UsageError(f"--lm {lm_name or lm.name}: model '{lm.name}' is a {lm.info.task} model; the LLR and "
                              "embedding scores need a masked-LM model (e.g. the bundled mxdna-small)")
@@ -123,6 +125,7 @@ def score_variants(
     lm: LmOpt = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = Dtype.float32,
+    compile: CompileOpt = False,
     threads: ThreadsOpt = None,
     resume: ResumeOpt = False,
     quiet: QuietOpt = False,
@@ -158,8 +161,8 @@ def score_variants(
     if resume and output == "-":
         raise UsageError("--resume needs -o FILE (an output on stdout cannot be resumed)")
     reporter = StderrReporter(quiet)
-    loaded_lm, clf, label_index = _load(lm, model, label, "llr" in wanted or "emb" in wanted, device, dtype, threads,
-                                        reporter)
+    loaded_lm, clf, label_index = _load(lm, model, label, "llr" in wanted or "emb" in wanted, device, dtype, compile,
+                                        threads, reporter)
     settings = VariantSettings(output=output, scores=wanted, strand=strand.value, window=window,
                                classifier_window=classifier_window, label=label, label_index=label_index,
                                regions=list(region or []), bed=bed, strict=strict,
@@ -207,6 +210,7 @@ def ism(
     lm: LmOpt = None,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = Dtype.float32,
+    compile: CompileOpt = False,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -233,7 +237,7 @@ def ism(
         require("matplotlib", "--plot")
     check_paths({"--output": output, "--plot": plot}, source, lm, model)
     reporter = StderrReporter(quiet)
-    loaded_lm, clf, label_index = _load(lm, model, label, model is None, device, dtype, threads, reporter)
+    loaded_lm, clf, label_index = _load(lm, model, label, model is None, device, dtype, compile, threads, reporter)
     settings = IsmSettings(output=output, region=region, plot=plot, value=value_name, strand=strand.value,
                            window=window, label=label, label_index=label_index, batch_tokens=batch_tokens)
     summary = ism_region(source, loaded_lm, clf, settings, reporter)
