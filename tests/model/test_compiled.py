@@ -71,9 +71,10 @@ def test_a_missing_compiler_is_a_usage_error(monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler-here")
     with pytest.raises(UsageError, match="no-such-compiler-here"):
         check_compiler(torch.device("cpu"))
-    result = CliRunner().invoke(app, ["predict", "promoter", str(MINI), "--compile", "-q"])
-    assert result.exit_code == 2
-    assert result.output.strip().count("\n") == 0 and "C++ compiler" in result.output
+    for verb in (["predict", "promoter"], ["embed"], ["ism", "-r", "CHROMOSOME_I:1-20"]):  # every verb passes it on
+        result = CliRunner().invoke(app, [*verb, str(MINI), "--compile", "-q"])
+        assert result.exit_code == 2, (verb, result.output)
+        assert result.output.strip().count("\n") == 0 and "C++ compiler" in result.output
 
 
 def test_compile_dense_layers_leaves_the_tokenizer_eager():
