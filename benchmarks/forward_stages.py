@@ -18,7 +18,7 @@ import torch
 
 from mxdna_cli import sequence as vocab
 from mxdna_cli.model.config import ModelConfig
-from mxdna_cli.model.mxdna import MxDNAForMaskedLM, nucleotide_positions, pad_batch, position_masks
+from mxdna_cli.model.mxdna import MxDNAForMaskedLM, dense_or, nucleotide_positions, pad_batch, position_masks
 from mxdna_cli.model.selection import select_units, select_units_reference
 from mxdna_cli.model.tokenizer_layer import compact_positions
 
@@ -52,8 +52,9 @@ def staged_forward(model: MxDNAForMaskedLM, ids, mask, device, counter=None) -> 
     nucleotide_mask, special = position_masks(ids, mask)
     nucleotide_rotary = backbone.rotary(nucleotide_positions(ids))
     hidden = backbone.embed_tokens(ids)
+    layer_mask = dense_or(mask.bool())
     for layer in backbone.nucleotide_layers:
-        hidden = layer(hidden, nucleotide_rotary, mask)
+        hidden = layer(hidden, nucleotide_rotary, layer_mask)
     lap("nucleotide layers")
     normed = tok.norm(hidden)
     logits = tok.router(normed * nucleotide_mask[..., None])
@@ -68,8 +69,9 @@ def staged_forward(model: MxDNAForMaskedLM, ids, mask, device, counter=None) -> 
     tokens, _, _ = tok.assembly(merged, token_positions, token_mask, nucleotide_mask, nucleotide_mask | special)
     lap("deformable")
     token_rotary = backbone.rotary(token_positions)
+    token_layer_mask = dense_or(valid)
     for layer in backbone.token_layers:
-        tokens = layer(tokens, token_rotary, valid)
+        tokens = layer(tokens, token_rotary, token_layer_mask)
     tokens = backbone.final_norm(tokens)
     lap("token layers")
     decoded = model.decoder(hidden, tokens, nucleotide_rotary, token_rotary, valid)

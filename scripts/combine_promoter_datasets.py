@@ -3,6 +3,7 @@
 
     python scripts/combine_promoter_datasets.py [--data data/promoter] [--name eukaryote_all]
         [--scan-genome ../shared/data/pretrain/arabidopsis/AthaTAIR10_chr1_*.fna.gz]
+        [--repeat DATASET=K ...]     # e.g. --name eukaryote_synth3 --repeat human_tata_synthetic=3
 
 Reads `data/promoter/<dataset>/{train,valid,test}.tsv` (built by build_promoter_datasets.py) and
 writes `data/promoter/eukaryote_all/{train,valid}.tsv` (columns `sequence`, `label`, `dataset`;
@@ -20,6 +21,9 @@ Pooling breaks guarantees that each dataset held on its own, so a training seque
   named by the first dataset in DATASETS order (the human positives appear in both human sets);
 * the same sequence (or its reverse complement) carries both labels somewhere in the pool.
 Valid sequences are pooled with the last two rules only. Counts of every removal are in the manifest.
+
+`--repeat DATASET=K` writes the kept training rows of DATASET K times (oversampling: that dataset
+weighs K times as much in training); the validation split is never repeated.
 """
 
 from __future__ import annotations
@@ -106,13 +110,27 @@ def scan_region_sequence(pattern: str, contig: str) -> tuple[str, str]:
     return record.sequence[start:end].upper(), found[0]
 
 
+def parse_repeats(specs: list[str], parser: argparse.ArgumentParser) -> dict[str, int]:
+    """{dataset: times} from DATASET=K arguments (a usage error names the bad one)."""
+    repeats = {}
+    for spec in specs:
+        dataset, _, times = spec.partition("=")
+        if dataset not in DATASETS or not times.isdigit() or int(times) < 1:
+            parser.error(f"--repeat {spec!r}: expected DATASET=K with DATASET one of {', '.join(DATASETS)} and K >= 1")
+        repeats[dataset] = int(times)
+    return repeats
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="data/promoter", help="folder of the built datasets (git-ignored)")
     parser.add_argument("--name", default=NAME, help="name of the pooled dataset's folder")
     parser.add_argument("--scan-genome", default=DEFAULT_SCAN_GENOME, help="TAIR10 chr1 FASTA (glob allowed)")
     parser.add_argument("--no-scan-guard", action="store_true", help="keep training sequences from the scan region")
+    parser.add_argument("--repeat", action="append", default=[], metavar="DATASET=K",
+                        help="write DATASET's training rows K times (oversampling); repeatable")
     args = parser.parse_args(argv)
+    repeats = parse_repeats(args.repeat, parser)
     data = Path(args.data)
     splits: dict[str, dict[str, list]] = {}
     sources = {}
@@ -149,6 +167,7 @@ def main(argv=None) -> int:
                 train_rows.append((sequence, label, dataset))
     pooled = {"train": pool(train_rows, removed["train"]),
               "valid": pool([(s, label, d) for d in DATASETS for s, label in splits[d]["valid"]], removed["valid"])}
+    pooled["train"] = [row for row in pooled["train"] for _ in range(repeats.get(row[2], 1))]
 
     out = data / args.name
     out.mkdir(parents=True, exist_ok=True)
@@ -176,6 +195,7 @@ def main(argv=None) -> int:
                 "genome": scan_source, "contig": contig, "start": TAIR_SCAN_REGION[0] - TAIR_TSS_DISTANCE,
                 "end": TAIR_SCAN_REGION[1] + TAIR_TSS_DISTANCE, "coordinates": "0-based, half-open"},
         },
+        "repeats": repeats,
         "removed": removed,
         "counts": counts,
         "files": {split: f"{split}.tsv" for split in pooled},

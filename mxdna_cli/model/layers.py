@@ -4,7 +4,9 @@ Attention goes through `torch.nn.functional.scaled_dot_product_attention` with a
 mask, so it runs on any device and dtype (the reference needed flash-attn). Positions are explicit
 tensors because MxDNA's token layers keep each token at the nucleotide index of its unit centre.
 Query rows that are not valid (padding) keep their residual unchanged, as in the reference's
-unpad/compute/pad scheme, so they can never leak into valid rows.
+unpad/compute/pad scheme, so they can never leak into valid rows. A mask of None means every
+position is valid (a batch without padding, as in a genome scan): attention then runs unmasked and
+the residual updates unweighted, the same numbers for less work (benchmarks/dense_path.py).
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ class Attention(nn.Module):
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, query, key_value, query_rotary, key_rotary, key_mask):
-        """query (B, Lq, d), key_value (B, Lk, d), rotary tables from `rotary_tables`, key_mask (B, Lk) bool."""
+        """query (B, Lq, d), key_value (B, Lk, d), rotary tables from `rotary_tables`, key_mask (B, Lk)
+        bool, or None when every key is valid."""
         q, k, v = self._heads(self.q(query)), self._heads(self.k(key_value)), self._heads(self.v(key_value))
         q, k = apply_rotary(q, query_rotary), apply_rotary(k, key_rotary)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         batch, _, length, _ = out.shape
         return self.o(out.transpose(1, 2).reshape(batch, length, -1))
 
@@ -67,7 +71,12 @@ class SwiGLU(nn.Module):
         self.w3 = nn.Linear(hidden_size, intermediate_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        if torch.is_grad_enabled():  # autograd keeps silu's input: no in-place work
+            return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        # Inference: the (rows, 4d) intermediate is the largest tensor of a layer; reuse it in place
+        # instead of allocating two more of its size (fresh pages under the engine's heap bounds).
+        gate = self.w1(x)
+        return self.w2(F.silu(gate, inplace=True).mul_(self.w3(x)))
 
 
 class PreLNBlock(nn.Module):
@@ -84,9 +93,13 @@ class PreLNBlock(nn.Module):
 class EncoderLayer(PreLNBlock):
     """Pre-LN block: h += Attn(LN1 h); h += SwiGLU(LN2 h), updating valid rows only."""
 
-    def forward(self, hidden: torch.Tensor, rotary, mask: torch.Tensor) -> torch.Tensor:
-        keep = mask[..., None].to(hidden.dtype)
+    def forward(self, hidden: torch.Tensor, rotary, mask: torch.Tensor | None) -> torch.Tensor:
+        """mask (B, L) bool, or None when every position is valid."""
         normed = self.attn_norm(hidden)
+        if mask is None:
+            hidden = hidden + self.attn(normed, normed, rotary, rotary, None)
+            return hidden + self.ffn(self.ffn_norm(hidden))
+        keep = mask[..., None].to(hidden.dtype)
         hidden = hidden + keep * self.attn(normed, normed, rotary, rotary, mask)
         return hidden + keep * self.ffn(self.ffn_norm(hidden))
 

@@ -47,6 +47,11 @@ def position_masks(input_ids: torch.Tensor, attention_mask: torch.Tensor):
     return attention_mask & ~special, special
 
 
+def dense_or(mask: torch.Tensor) -> torch.Tensor | None:
+    """None when every position of the batch is valid (the layers then skip the masking), else the mask."""
+    return None if bool(mask.all()) else mask
+
+
 @dataclass
 class MxDNAOutput:
     """Everything one forward pass produces. Token tensors are compacted: (B, K, ...)."""
@@ -127,15 +132,17 @@ class MxDNAModel(nn.Module):
         nucleotide_rotary = self.rotary(nucleotide_positions(input_ids))
         with self.in_float32(input_ids.device.type):
             hidden = self.embed_tokens(input_ids)
+            layer_mask = dense_or(attention_mask)
             for layer in self.nucleotide_layers:
-                hidden = layer(hidden, nucleotide_rotary, attention_mask)
+                hidden = layer(hidden, nucleotide_rotary, layer_mask)
             tokenization = self.tokenizer(hidden, nucleotide_mask, special_mask, sample=sample)
         tokens = tokenization.tokens
         layer_states = [tokens] if keep_layers else []
         # RoPE positions of tokens are nucleotide indices: relative distances stay in nucleotides.
         token_rotary = self.rotary(tokenization.token_positions)
+        token_mask = dense_or(tokenization.token_valid)
         for layer in self.token_layers:
-            tokens = layer(tokens, token_rotary, tokenization.token_valid)
+            tokens = layer(tokens, token_rotary, token_mask)
             if keep_layers:
                 layer_states.append(tokens)
         return MxDNAOutput(

@@ -1,0 +1,101 @@
+"""The layers' fast paths against the general ones, side by side: speed and exactness.
+
+Run: python benchmarks/dense_path.py [--threads 2] [--repeats 5] [--dtype float32 bfloat16]
+
+Two fast paths of `model/layers.py`: a batch without padding runs its attention unmasked and its
+residual updates unweighted (mask None), and inference reuses the feed-forward intermediate in
+place. "general" patches both back (every batch masked, the intermediate out of place), so the two
+rows are the same trained weights on the same windows, interleaved; medians of the repeats. Cases:
+the bundled masked LM on 8 windows of 1 kb and the default promoter classifier on 64 of 251 nt
+(real TAIR10 DNA when ../shared is there, else random bases), each forward under the engine's
+memory settings (runtime.set_threads: huge pages, kernel caches; engine/memory.bound_heap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import glob
+import statistics
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mxdna_cli import runtime
+from mxdna_cli import sequence as vocab
+from mxdna_cli.engine import memory
+from mxdna_cli.model import layers
+from mxdna_cli.model import mxdna as mxdna_model
+
+TAIR10 = "../shared/data/pretrain/arabidopsis/AthaTAIR10_chr1_*.fna.gz"
+
+
+def general_swiglu(self, x):
+    return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+@contextlib.contextmanager
+def general_path():
+    """Every batch masked, the feed-forward out of place: the layers before the fast paths."""
+    saved = mxdna_model.dense_or, layers.SwiGLU.forward
+    mxdna_model.dense_or, layers.SwiGLU.forward = (lambda mask: mask), general_swiglu
+    try:
+        yield
+    finally:
+        mxdna_model.dense_or, layers.SwiGLU.forward = saved
+
+
+def dna_windows(count: int, length: int) -> list[np.ndarray]:
+    """`count` N-free windows of real DNA (TAIR10 chr1 from 1 Mb on), or random bases without it."""
+    files = glob.glob(TAIR10)
+    if files:
+        import pysam
+
+        with pysam.FastxFile(files[0]) as reader:
+            text = next(iter(reader)).sequence[1_000_000 : 1_000_000 + 4 * count * length]
+        ids = vocab.encode(text)
+        starts = [s for s in range(0, len(ids) - length, length) if (ids[s : s + length] != vocab.UNK).all()]
+        if len(starts) >= count:
+            return [ids[s : s + length] for s in starts[:count]]
+    rng = np.random.default_rng(0)
+    return [rng.choice(vocab.BASE_IDS, size=length) for _ in range(count)]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
+    args = parser.parse_args(argv)
+    memory.bound_heap()
+    print("| model | batch x window | precision | general nt/s | fast paths nt/s | speed-up | max output difference |")
+    print("|---|---|---|---|---|---|---|")
+    for name, count, length in (("mxdna-small", 8, 1024), ("promoter-eukaryote", 64, 251)):
+        for dtype in args.dtype:
+            loaded = runtime.load(name, device="cpu", dtype=dtype, threads=args.threads)
+            input_ids, attention_mask = mxdna_model.pad_batch(dna_windows(count, length))
+
+            def forward():
+                with torch.no_grad(), loaded.autocast_context():
+                    return loaded.module(input_ids, attention_mask).logits.float()
+
+            times = {"general": [], "fast": []}
+            outputs = {}
+            for _ in range(args.repeats + 1):  # the first round warms both up and is not counted
+                for path in ("general", "fast"):
+                    with general_path() if path == "general" else contextlib.nullcontext():
+                        start = time.perf_counter()
+                        outputs[path] = forward()
+                        times[path].append(time.perf_counter() - start)
+            nt = count * length
+            general, fast = (nt / statistics.median(times[p][1:]) for p in ("general", "fast"))
+            difference = (outputs["fast"] - outputs["general"]).abs().max().item()
+            print(f"| {name} | {count} x {length} | {dtype} | {general:,.0f} | {fast:,.0f} | {fast / general:.2f}x "
+                  f"| {difference:.1e} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
