@@ -133,12 +133,18 @@ CONFIGS: dict[str, tuple[str, list[str]]] = {
                                 "(human_tata_synthetic x3, human_tata_genomic x2)",
                                 ["--pretrained", "git:3abd40d:weights/promoter-eukaryote", "--lr", "5e-5",
                                  "--max-steps", "3000", "--eval-every", "1500"]),
+    # beside it, the same at the third stages' other peak lr (same start, seed and data order: the two
+    # can be averaged, stage5-soup); the same decision rule, the highest pooled valid MCC among those passing
+    "stage4+synth3-lr1e-4-3k": ("as stage4+synth3-lr5e-5-3k at peak lr 1e-4",
+                                ["--pretrained", "git:3abd40d:weights/promoter-eukaryote", "--lr", "1e-4",
+                                 "--max-steps", "3000", "--eval-every", "1500"]),
 }
 # Configurations trained on another pooled training set than POOLED (same validation split), built by
 # combine_promoter_datasets.py --name NAME --repeat ...; the command that builds each is its value.
 TRAIN_SETS: dict[str, tuple[str, str]] = {
-    "stage4+synth3-lr5e-5-3k": ("eukaryote_synth3", "python scripts/combine_promoter_datasets.py --name eukaryote_synth3 "
-                                "--repeat human_tata_synthetic=3 --repeat human_tata_genomic=2"),
+    name: ("eukaryote_synth3", "python scripts/combine_promoter_datasets.py --name eukaryote_synth3 "
+           "--repeat human_tata_synthetic=3 --repeat human_tata_genomic=2")
+    for name in ("stage4+synth3-lr5e-5-3k", "stage4+synth3-lr1e-4-3k")
 }
 # A stage's starting point is a shipped classifier that a later stage replaces in weights/, so it
 # is named by the commit that shipped it ("git:COMMIT:PATH") and checked out under the runs folder.
@@ -157,6 +163,8 @@ SOUPS: dict[str, tuple[str, list[str]]] = {
     # continues the soup's; its head restarted from the same seeded initialisation as theirs
     "stage4-soup": ("uniform weight average of stage3-soup and the fourth stage trained from it",
                     ["stage3-soup", "stage3-soup+lr5e-5-3k"]),
+    "stage5-soup": ("uniform weight average of the two fifth stages (lr 5e-5 and 1e-4 on eukaryote_synth3; same start, "
+                    "seed and data order)", ["stage4+synth3-lr5e-5-3k", "stage4+synth3-lr1e-4-3k"]),
 }
 METRICS = ("mcc", "auroc", "auprc", "accuracy", "f1")
 COLUMNS = ("name", "kind", "description", "valid_n", "valid_mcc", "valid_auroc", "valid_auprc",
