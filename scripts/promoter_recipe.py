@@ -6,7 +6,7 @@ promoter set and score each on validation data only.
     python scripts/promoter_recipe.py [--configs NAME ...] [--threads 1] [--max-steps N] [--list]
 
 Every configuration in CONFIGS is a set of `mxdna finetune` flags over BASE, trained on
-eukaryote_all/train.tsv with eukaryote_all/valid.tsv as the validation split (early stopping and
+eukaryote_all/train.tsv (or the re-weighted pool TRAIN_SETS names) with eukaryote_all/valid.tsv as the validation split (early stopping and
 checkpoint choice on its MCC). No test split of any dataset is read here: `mxdna finetune` wants a
 test split, and gets `valid_probe.tsv`, the first 2 sequences of each class of the pooled
 validation split (so the "test" row of these runs' cards is 4 validation sequences, not a test).

@@ -15,6 +15,13 @@ def test_later_flags_replace_earlier_ones_in_place(script):
     assert merged == ["--lr", "5e-5", "--rc-augment", "--seed", "0"]
 
 
+def test_every_other_training_pool_belongs_to_a_configuration_and_says_how_to_build_it(script):
+    recipe = script("promoter_recipe")
+    assert set(recipe.TRAIN_SETS) <= set(recipe.CONFIGS)
+    for pool, build in recipe.TRAIN_SETS.values():
+        assert pool != recipe.POOLED and f"--name {pool}" in build
+
+
 def test_every_pinned_stage_input_names_a_commit_and_a_path(script):
     recipe = script("promoter_recipe")
     pinned = [flag for _, flags in recipe.CONFIGS.values() for flag in flags if flag.startswith(recipe.PINNED_PREFIX)]
