@@ -7,29 +7,29 @@ residual updates unweighted (mask None), and inference reuses the feed-forward i
 place. "general" patches both back (every batch masked, the intermediate out of place), so the two
 rows are the same trained weights on the same windows, interleaved; medians of the repeats. Cases:
 the bundled masked LM on 8 windows of 1 kb and the default promoter classifier on 64 of 251 nt
-(real TAIR10 DNA when ../shared is there, else random bases), each forward under the engine's
-memory settings (runtime.set_threads: huge pages, kernel caches; engine/memory.bound_heap).
+(the suite's DNA, `run.dna_ids`: TAIR10 chr1 from data/bench, else random bases), each forward
+under the engine's memory settings (runtime.set_threads: huge pages, kernel caches; engine/memory.bound_heap).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import statistics
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mxdna_cli import runtime
-from mxdna_cli import sequence as vocab
 from mxdna_cli.engine import memory
 from mxdna_cli.model import layers
 from mxdna_cli.model import mxdna as mxdna_model
 
-TAIR10 = "../shared/data/pretrain/arabidopsis/AthaTAIR10_chr1_*.fna.gz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import dna_ids, dna_source  # noqa: E402
 
 
 def general_swiglu(self, x):
@@ -47,22 +47,6 @@ def general_path():
         mxdna_model.dense_or, layers.SwiGLU.forward = saved
 
 
-def dna_windows(count: int, length: int) -> list[np.ndarray]:
-    """`count` N-free windows of real DNA (TAIR10 chr1 from 1 Mb on), or random bases without it."""
-    files = glob.glob(TAIR10)
-    if files:
-        import pysam
-
-        with pysam.FastxFile(files[0]) as reader:
-            text = next(iter(reader)).sequence[1_000_000 : 1_000_000 + 4 * count * length]
-        ids = vocab.encode(text)
-        starts = [s for s in range(0, len(ids) - length, length) if (ids[s : s + length] != vocab.UNK).all()]
-        if len(starts) >= count:
-            return [ids[s : s + length] for s in starts[:count]]
-    rng = np.random.default_rng(0)
-    return [rng.choice(vocab.BASE_IDS, size=length) for _ in range(count)]
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -70,12 +54,13 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     args = parser.parse_args(argv)
     memory.bound_heap()
+    print(f"{dna_source()}\n")
     print("| model | batch x window | precision | general nt/s | fast paths nt/s | speed-up | max output difference |")
     print("|---|---|---|---|---|---|---|")
     for name, count, length in (("mxdna-small", 8, 1024), ("promoter-eukaryote", 64, 251)):
         for dtype in args.dtype:
             loaded = runtime.load(name, device="cpu", dtype=dtype, threads=args.threads)
-            input_ids, attention_mask = mxdna_model.pad_batch(dna_windows(count, length))
+            input_ids, attention_mask = mxdna_model.pad_batch(dna_ids(count * length, length))
 
             def forward():
                 with torch.no_grad(), loaded.autocast_context():
