@@ -2,10 +2,13 @@
 
 Run: python benchmarks/dense_path.py [--threads 2] [--repeats 5] [--dtype float32 bfloat16]
 
-Two fast paths of `model/layers.py`: a batch without padding runs its attention unmasked and its
-residual updates unweighted (mask None), and inference reuses the feed-forward intermediate in
-place. "general" patches both back (every batch masked, the intermediate out of place), so the two
-rows are the same trained weights on the same windows, interleaved; medians of the repeats. Cases:
+The fast paths of `model/layers.py`: a batch without padding runs its attention unmasked and its
+residual updates unweighted (mask None); inference reuses the feed-forward intermediate in place,
+adds the residual into the fresh update and rotates queries and keys without a concatenated copy.
+"general" patches them all back (every batch masked, every result a new tensor); with
+`--baseline out-of-place` only the residual sums and the rotation are (the later of these
+changes), which isolates them. The rows are the same trained weights on the same windows, interleaved; medians of
+the repeats. Cases:
 the bundled masked LM on 8 windows of 1 kb and the default promoter classifier on 64 of 251 nt
 (the suite's DNA, `run.dna_ids`: TAIR10 chr1 from data/bench, else random bases), each forward
 under the engine's memory settings (runtime.set_threads: huge pages, kernel caches; engine/memory.bound_heap).
@@ -36,15 +39,28 @@ def general_swiglu(self, x):
     return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
+def general_rotary(x, tables):
+    cos, signed_sin = (t.to(x.dtype) for t in tables)
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat([x[..., half:], x[..., :half]], dim=-1) * signed_sin
+
+
+def general_residual(hidden, update, keep=None):
+    return hidden + (update if keep is None else keep * update)
+
+
 @contextlib.contextmanager
-def general_path():
-    """Every batch masked, the feed-forward out of place: the layers before the fast paths."""
-    saved = mxdna_model.dense_or, layers.SwiGLU.forward
-    mxdna_model.dense_or, layers.SwiGLU.forward = (lambda mask: mask), general_swiglu
+def general_path(baseline: str = "general"):
+    """The layers before the fast paths ("general"), or before the in-place residual sums and
+    rotation only ("out-of-place")."""
+    saved = mxdna_model.dense_or, layers.SwiGLU.forward, layers.apply_rotary, layers.residual_add
+    layers.apply_rotary, layers.residual_add = general_rotary, general_residual
+    if baseline == "general":
+        mxdna_model.dense_or, layers.SwiGLU.forward = (lambda mask: mask), general_swiglu
     try:
         yield
     finally:
-        mxdna_model.dense_or, layers.SwiGLU.forward = saved
+        mxdna_model.dense_or, layers.SwiGLU.forward, layers.apply_rotary, layers.residual_add = saved
 
 
 def main(argv=None) -> int:
@@ -52,10 +68,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
+    parser.add_argument("--baseline", default="general", choices=["general", "out-of-place"],
+                        help="what the fast paths are set against (see the module docstring)")
     args = parser.parse_args(argv)
     memory.bound_heap()
     print(f"{dna_source()}\n")
-    print("| model | batch x window | precision | general nt/s | fast paths nt/s | speed-up | max output difference |")
+    print(f"| model | batch x window | precision | {args.baseline} nt/s | fast paths nt/s | speed-up | max output difference |")
     print("|---|---|---|---|---|---|---|")
     for name, count, length in (("mxdna-small", 8, 1024), ("promoter-eukaryote", 64, 251)):
         for dtype in args.dtype:
@@ -70,7 +88,7 @@ def main(argv=None) -> int:
             outputs = {}
             for _ in range(args.repeats + 1):  # the first round warms both up and is not counted
                 for path in ("general", "fast"):
-                    with general_path() if path == "general" else contextlib.nullcontext():
+                    with general_path(args.baseline) if path == "general" else contextlib.nullcontext():
                         start = time.perf_counter()
                         outputs[path] = forward()
                         times[path].append(time.perf_counter() - start)

@@ -28,10 +28,35 @@ def rotary_tables(positions: torch.Tensor, head_dim: int, theta: float) -> tuple
 
 
 def apply_rotary(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate-half RoPE (GPT-NeoX / Llama layout)."""
+    """Rotate-half RoPE (GPT-NeoX / Llama layout): x·cos + rotate_half(x)·sin.
+
+    At inference each half's partner term is added into x·cos in place, with no concatenated copy
+    of x: the same products and sums, so the same floats, for two fewer tensors of x's size.
+    """
     cos, signed_sin = (t.to(x.dtype) for t in tables)
     half = x.shape[-1] // 2
-    return x * cos + torch.cat([x[..., half:], x[..., :half]], dim=-1) * signed_sin
+    if torch.is_grad_enabled():
+        return x * cos + torch.cat([x[..., half:], x[..., :half]], dim=-1) * signed_sin
+    out = x * cos
+    partner = torch.mul(x[..., half:], signed_sin[..., :half])
+    out[..., :half] += partner
+    torch.mul(x[..., :half], signed_sin[..., half:], out=partner)
+    out[..., half:] += partner
+    return out
+
+
+def residual_add(hidden: torch.Tensor, update: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """hidden + keep·update, keep (B, L, 1) the weights of valid rows or None for every row.
+
+    At inference `update` is a fresh activation used nowhere else, so the sum is written into it
+    (IEEE sums and products commute: the same floats) rather than into a new tensor. Under autocast
+    the update is bf16 and the residual stream float32, and the sum must stay float32: a new tensor.
+    """
+    if torch.is_grad_enabled() or update.dtype != hidden.dtype:
+        return hidden + (update if keep is None else keep * update)
+    if keep is not None:
+        update.mul_(keep)
+    return update.add_(hidden)
 
 
 class Attention(nn.Module):
@@ -96,17 +121,14 @@ class EncoderLayer(PreLNBlock):
     def forward(self, hidden: torch.Tensor, rotary, mask: torch.Tensor | None) -> torch.Tensor:
         """mask (B, L) bool, or None when every position is valid."""
         normed = self.attn_norm(hidden)
-        if mask is None:
-            hidden = hidden + self.attn(normed, normed, rotary, rotary, None)
-            return hidden + self.ffn(self.ffn_norm(hidden))
-        keep = mask[..., None].to(hidden.dtype)
-        hidden = hidden + keep * self.attn(normed, normed, rotary, rotary, mask)
-        return hidden + keep * self.ffn(self.ffn_norm(hidden))
+        keep = None if mask is None else mask[..., None].to(hidden.dtype)
+        hidden = residual_add(hidden, self.attn(normed, normed, rotary, rotary, mask), keep)
+        return residual_add(hidden, self.ffn(self.ffn_norm(hidden)), keep)
 
 
 class CrossAttentionLayer(PreLNBlock):
     """Pre-LN cross-attention block; one LayerNorm serves queries and memory (spec §3.6)."""
 
     def forward(self, query, memory, query_rotary, memory_rotary, memory_mask):
-        hidden = query + self.attn(self.attn_norm(query), self.attn_norm(memory), query_rotary, memory_rotary, memory_mask)
-        return hidden + self.ffn(self.ffn_norm(hidden))
+        hidden = residual_add(query, self.attn(self.attn_norm(query), self.attn_norm(memory), query_rotary, memory_rotary, memory_mask))
+        return residual_add(hidden, self.ffn(self.ffn_norm(hidden)))
