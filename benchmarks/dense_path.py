@@ -7,7 +7,9 @@ residual updates unweighted (mask None); inference reuses the feed-forward inter
 adds the residual into the fresh update and rotates queries and keys without a concatenated copy.
 "general" patches them all back (every batch masked, every result a new tensor); with
 `--baseline out-of-place` only the residual sums and the rotation are (the later of these
-changes), which isolates them. The rows are the same trained weights on the same windows, interleaved; medians of
+changes), which isolates them; `--baseline convolutions` puts back the learnt tokenizer's
+Conv1d calls (the experts' unit convolutions and the deformable offsets and modulators, now
+matmuls: not the same floats, the column says how far apart). The rows are the same trained weights on the same windows, interleaved; medians of
 the repeats. Cases:
 the bundled masked LM on 8 windows of 1 kb and the default promoter classifier on 64 of 251 nt
 (the suite's DNA, `run.dna_ids`: TAIR10 chr1 from data/bench, else random bases), each forward
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 
 from mxdna_cli import runtime
 from mxdna_cli.engine import memory
-from mxdna_cli.model import layers
+from mxdna_cli.model import layers, tokenizer_layer
 from mxdna_cli.model import mxdna as mxdna_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,6 +51,28 @@ def general_residual(hidden, update, keep=None):
     return hidden + (update if keep is None else keep * update)
 
 
+def conv_expert(self, units):
+    x = self.conv(F.glu(self.pre(units), dim=-1).transpose(1, 2)).squeeze(-1)
+    return self.post(F.silu(self.norm(x)))
+
+
+def conv_offsets_and_modulators(self, x):
+    conv_input = x.transpose(1, 2)
+    return self.offset_conv(conv_input).transpose(1, 2), self.modulator_conv(conv_input).transpose(1, 2)
+
+
+@contextlib.contextmanager
+def convolutions():
+    """The learnt tokenizer's Conv1d calls, as before they became matmuls."""
+    expert, assembly = tokenizer_layer.ConvolutionExpert, tokenizer_layer.DeformableAssembly
+    saved = expert.forward, assembly._offsets_and_modulators
+    expert.forward, assembly._offsets_and_modulators = conv_expert, conv_offsets_and_modulators
+    try:
+        yield
+    finally:
+        expert.forward, assembly._offsets_and_modulators = saved
+
+
 @contextlib.contextmanager
 def general_path(baseline: str = "general"):
     """The layers before the fast paths ("general"), or before the in-place residual sums and
@@ -63,12 +87,16 @@ def general_path(baseline: str = "general"):
         mxdna_model.dense_or, layers.SwiGLU.forward, layers.apply_rotary, layers.residual_add = saved
 
 
+def baseline(name: str):
+    return convolutions() if name == "convolutions" else general_path(name)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
-    parser.add_argument("--baseline", default="general", choices=["general", "out-of-place"],
+    parser.add_argument("--baseline", default="general", choices=["general", "out-of-place", "convolutions"],
                         help="what the fast paths are set against (see the module docstring)")
     args = parser.parse_args(argv)
     memory.bound_heap()
@@ -88,7 +116,7 @@ def main(argv=None) -> int:
             outputs = {}
             for _ in range(args.repeats + 1):  # the first round warms both up and is not counted
                 for path in ("general", "fast"):
-                    with general_path(args.baseline) if path == "general" else contextlib.nullcontext():
+                    with baseline(args.baseline) if path == "general" else contextlib.nullcontext():
                         start = time.perf_counter()
                         outputs[path] = forward()
                         times[path].append(time.perf_counter() - start)

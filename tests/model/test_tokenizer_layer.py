@@ -1,14 +1,20 @@
 """The learnt tokenization layer: deformable convolution, expert dispatch, load balancing, compaction."""
 
+from pathlib import Path
+
+import pytest
 import torch
 
+from mxdna_cli import weights as model_files
 from mxdna_cli.model.config import ModelConfig, expert_groups
 from mxdna_cli.model.tokenizer_layer import (
     ConvolutionExpert,
+    DeformableAssembly,
     LearntTokenizer,
     compact_positions,
     deformable_conv1d,
     load_balancing_loss,
+    unit_convolution,
 )
 from mxdna_cli.model.selection import unit_spans
 
@@ -65,6 +71,51 @@ def test_offsets_receive_gradient_through_interpolation():
 def test_expert_groups_follow_the_closest_divisor_rule():
     assert [expert_groups(k, 512) for k in range(1, 11)] == [1, 2, 2, 4, 4, 4, 8, 8, 8, 8]
     assert expert_groups(3, 30) == 3 and expert_groups(4, 30) == 3  # 3 and 5 tie for 4: smaller wins
+
+
+BUNDLED = Path(__file__).resolve().parents[2] / "weights" / "mxdna-small"
+
+
+@pytest.fixture(scope="module")
+def trained_tokenizer() -> LearntTokenizer:
+    model, _ = model_files.load_model(BUNDLED)
+    return model.model.tokenizer.eval()
+
+
+def _random_tokenizer() -> LearntTokenizer:
+    torch.manual_seed(4)
+    tokenizer = LearntTokenizer(ModelConfig.preset("tiny"))
+    for conv in (tokenizer.assembly.offset_conv, tokenizer.assembly.modulator_conv):  # zero at initialisation
+        torch.nn.init.normal_(conv.weight, std=0.3)
+        torch.nn.init.normal_(conv.bias, std=0.3)
+    return tokenizer
+
+
+@pytest.mark.parametrize("weights", ["trained", "random"])
+def test_unit_convolution_is_the_strided_grouped_conv1d(weights, request):
+    tokenizer = request.getfixturevalue("trained_tokenizer") if weights == "trained" else _random_tokenizer()
+    d = tokenizer.router.in_features
+    torch.manual_seed(5)
+    for expert in tokenizer.experts:
+        units = torch.randn(7, expert.kernel_size, d)
+        conv = expert.conv(units.transpose(1, 2)).squeeze(-1)  # kernel = stride = unit length
+        torch.testing.assert_close(unit_convolution(units, expert.conv.weight, expert.conv.groups), conv,
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("weights", ["trained", "random"])
+def test_offsets_and_modulators_are_the_padded_conv1d(weights, request):
+    tokenizer = request.getfixturevalue("trained_tokenizer") if weights == "trained" else _random_tokenizer()
+    assembly: DeformableAssembly = tokenizer.assembly
+    torch.manual_seed(6)
+    x = torch.randn(3, 11, tokenizer.router.in_features)
+    x[2, 8:] = 0  # a padded row, as the assembly zeroes them
+    offsets, modulators = assembly._offsets_and_modulators(x)
+    # zero padding at both ends: the first and last positions see one tap less
+    torch.testing.assert_close(offsets, assembly.offset_conv(x.transpose(1, 2)).transpose(1, 2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(modulators, assembly.modulator_conv(x.transpose(1, 2)).transpose(1, 2),
+                               rtol=1e-5, atol=1e-5)
+    assert offsets.abs().max() > 0.1  # the comparison sees non-trivial offsets
 
 
 def test_expert_maps_each_unit_independently():
