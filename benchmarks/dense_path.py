@@ -1,19 +1,21 @@
-"""The layers' fast paths against the general ones, side by side: speed and exactness.
+"""The model's fast paths against the general ones, side by side: speed and exactness.
 
 Run: python benchmarks/dense_path.py [--threads 2] [--repeats 5] [--dtype float32 bfloat16]
+     [--baseline general|out-of-place|convolutions] [--part model|tokenizer]
 
 The fast paths of `model/layers.py`: a batch without padding runs its attention unmasked and its
 residual updates unweighted (mask None); inference reuses the feed-forward intermediate in place,
 adds the residual into the fresh update and rotates queries and keys without a concatenated copy.
 "general" patches them all back (every batch masked, every result a new tensor); with
 `--baseline out-of-place` only the residual sums and the rotation are (the later of these
-changes), which isolates them; `--baseline convolutions` puts back the learnt tokenizer's
-Conv1d calls (the experts' unit convolutions and the deformable offsets and modulators, now
-matmuls: not the same floats, the column says how far apart). The rows are the same trained weights on the same windows, interleaved; medians of
-the repeats. Cases:
-the bundled masked LM on 8 windows of 1 kb and the default promoter classifier on 64 of 251 nt
-(the suite's DNA, `run.dna_ids`: TAIR10 chr1 from data/bench, else random bases), each forward
-under the engine's memory settings (runtime.set_threads: huge pages, kernel caches; engine/memory.bound_heap).
+changes), which isolates them. `--baseline convolutions` puts back the learnt tokenizer's Conv1d
+calls (the experts' unit convolutions, the deformable offsets and modulators; now matmuls, not
+the same floats: the last column says how far apart), best timed with `--part tokenizer`.
+The rows are the same trained weights on the same windows, interleaved; medians of the repeats.
+Cases: the bundled masked LM on 8 windows of 1 kb and the default promoter classifier on 64 of
+251 nt (the suite's DNA, `run.dna_ids`: TAIR10 chr1 from data/bench, else random bases), each
+forward under the engine's memory settings (runtime.set_threads: huge pages, kernel caches;
+engine/memory.bound_heap).
 """
 
 from __future__ import annotations
@@ -98,9 +100,12 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     parser.add_argument("--baseline", default="general", choices=["general", "out-of-place", "convolutions"],
                         help="what the fast paths are set against (see the module docstring)")
+    parser.add_argument("--part", default="model", choices=["model", "tokenizer"],
+                        help="time the whole forward, or the learnt tokenizer alone on the nucleotide layers' output")
     args = parser.parse_args(argv)
     memory.bound_heap()
     print(f"{dna_source()}\n")
+    print(f"{args.part}: the whole forward\n" if args.part == "model" else "tokenizer: the learnt tokenizer alone\n")
     print(f"| model | batch x window | precision | {args.baseline} nt/s | fast paths nt/s | speed-up | max output difference |")
     print("|---|---|---|---|---|---|---|")
     for name, count, length in (("mxdna-small", 8, 1024), ("promoter-eukaryote", 64, 251)):
@@ -108,8 +113,17 @@ def main(argv=None) -> int:
             loaded = runtime.load(name, device="cpu", dtype=dtype, threads=args.threads)
             input_ids, attention_mask = mxdna_model.pad_batch(dna_ids(count * length, length))
 
+            backbone = loaded.module.model
+            if args.part == "tokenizer":
+                with torch.no_grad(), loaded.autocast_context():
+                    hidden = backbone(input_ids, attention_mask).nucleotide_hidden
+                masks = mxdna_model.position_masks(input_ids, attention_mask)
+
             def forward():
                 with torch.no_grad(), loaded.autocast_context():
+                    if args.part == "tokenizer":  # float32 under autocast too, as in the model
+                        with backbone.in_float32(input_ids.device.type):
+                            return backbone.tokenizer(hidden, *masks).tokens.float()
                     return loaded.module(input_ids, attention_mask).logits.float()
 
             times = {"general": [], "fast": []}

@@ -416,7 +416,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a short run (meant for under 10 minutes on 2 idle CPU cores)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, help="timed repeats per model (default 3 quick, 7 full)")
+    parser.add_argument("--repeats", type=int, help="timed repeats per model (default 3 quick, 7 full; the engine table 2 quick)")
     parser.add_argument("--write", type=Path, help="replace the generated part of this markdown file (and plots beside it)")
     parser.add_argument("--only", nargs="+", choices=["peak", "models", "engine", "tokenizer", "scaling"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -457,7 +457,7 @@ def main() -> None:
             section("Models side by side (random weights except mxdna-small; batches of 8 x 1 kb)", table)
         if "engine" in only:
             section("The engine: end to end against the forward alone",
-                    engine_table(device, args.quick, args.threads, scratch, 2 if args.quick else repeats)[1])
+                    engine_table(device, args.quick, args.threads, scratch, 2 if args.quick and args.repeats is None else repeats)[1])
         if "tokenizer" in only:
             section("The learnt tokenizer's share of the forward", tokenizer_table(device, repeats))
         if "scaling" in only:

@@ -127,7 +127,8 @@ class DeformableAssembly(nn.Module):
         one matmul of every position with every tap, then shifted sums: (B, L, f) each.
 
         Conv1d's arithmetic up to summation order (1e-7), without the transposed copy of x that a
-        convolution reads, or a new oneDNN kernel for every batch length: a sixth of the time.
+        convolution reads, or a new oneDNN kernel for every batch length: a ninth of the time
+        (1.1-1.3 against 9.5-11.2 ms at 8 x 1 kb).
         """
         batch, length, _ = x.shape
         taps = self.offset_conv.kernel_size[0]
