@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -64,33 +65,21 @@ def conv_offsets_and_modulators(self, x):
 
 
 @contextlib.contextmanager
-def convolutions():
-    """The learnt tokenizer's Conv1d calls, as before they became matmuls."""
-    expert, assembly = tokenizer_layer.ConvolutionExpert, tokenizer_layer.DeformableAssembly
-    saved = expert.forward, assembly._offsets_and_modulators
-    expert.forward, assembly._offsets_and_modulators = conv_expert, conv_offsets_and_modulators
-    try:
+def patched(*replacements):
+    """(owner, attribute, value) replacements in force for the block."""
+    with contextlib.ExitStack() as stack:
+        for owner, name, value in replacements:
+            stack.enter_context(mock.patch.object(owner, name, value))
         yield
-    finally:
-        expert.forward, assembly._offsets_and_modulators = saved
 
 
-@contextlib.contextmanager
-def general_path(baseline: str = "general"):
-    """The layers before the fast paths ("general"), or before the in-place residual sums and
-    rotation only ("out-of-place")."""
-    saved = mxdna_model.dense_or, layers.SwiGLU.forward, layers.apply_rotary, layers.residual_add
-    layers.apply_rotary, layers.residual_add = general_rotary, general_residual
-    if baseline == "general":
-        mxdna_model.dense_or, layers.SwiGLU.forward = (lambda mask: mask), general_swiglu
-    try:
-        yield
-    finally:
-        mxdna_model.dense_or, layers.SwiGLU.forward, layers.apply_rotary, layers.residual_add = saved
-
-
-def baseline(name: str):
-    return convolutions() if name == "convolutions" else general_path(name)
+OUT_OF_PLACE = ((layers, "apply_rotary", general_rotary), (layers, "residual_add", general_residual))
+BASELINES = {  # what each --baseline puts back (see the module docstring)
+    "general": OUT_OF_PLACE + ((mxdna_model, "dense_or", lambda mask: mask), (layers.SwiGLU, "forward", general_swiglu)),
+    "out-of-place": OUT_OF_PLACE,
+    "convolutions": ((tokenizer_layer.ConvolutionExpert, "forward", conv_expert),
+                     (tokenizer_layer.DeformableAssembly, "_offsets_and_modulators", conv_offsets_and_modulators)),
+}
 
 
 def main(argv=None) -> int:
@@ -98,7 +87,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
-    parser.add_argument("--baseline", default="general", choices=["general", "out-of-place", "convolutions"],
+    parser.add_argument("--baseline", default="general", choices=list(BASELINES),
                         help="what the fast paths are set against (see the module docstring)")
     parser.add_argument("--part", default="model", choices=["model", "tokenizer"],
                         help="time the whole forward, or the learnt tokenizer alone on the nucleotide layers' output")
@@ -130,7 +119,7 @@ def main(argv=None) -> int:
             outputs = {}
             for _ in range(args.repeats + 1):  # the first round warms both up and is not counted
                 for path in ("general", "fast"):
-                    with baseline(args.baseline) if path == "general" else contextlib.nullcontext():
+                    with patched(*BASELINES[args.baseline]) if path == "general" else contextlib.nullcontext():
                         start = time.perf_counter()
                         outputs[path] = forward()
                         times[path].append(time.perf_counter() - start)
