@@ -1,5 +1,6 @@
 """Fixtures shared across the test folders: tiny random models (a masked-LM and a classifier) saved
-as model folders, the same tiny masked-LM loaded on the CPU, and the project's scripts/ as modules."""
+as model folders, the same tiny masked-LM loaded on the CPU, a tiny one whose deformable offsets are
+live, the bundled trained masked-LM, and the project's scripts/ as modules."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import torch
 
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM, MxDNAForSequenceClassification
-from mxdna_cli.weights import save_model
+from mxdna_cli.model.tokenizer_layer import DeformableAssembly
+from mxdna_cli.weights import load_model, save_model
+
+BUNDLED_MLM = Path(__file__).resolve().parents[1] / "weights" / "mxdna-small"
 
 
 def save_tiny_models(root: Path, *, labels=("nonpromoter", "promoter"), offsets=None, modulators=None,
@@ -44,6 +48,31 @@ def tiny(tmp_path_factory):
 
     folder = save_tiny_models(tmp_path_factory.mktemp("models")).mlm
     return load(folder, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def bundled_mlm() -> MxDNAForMaskedLM:
+    """The bundled trained masked-LM (weights/mxdna-small) on the CPU, in eval mode: numerical
+    properties must hold with trained weights too. Shared by every test: read it, never change it."""
+    model, _ = load_model(BUNDLED_MLM)
+    return model.eval()
+
+
+@pytest.fixture
+def tiny_live_offsets() -> MxDNAForMaskedLM:
+    """A tiny random masked-LM whose deformable offset and modulator convolutions are non-zero
+    (zero at initialisation, which hides what they do) and whose assembly LayerNorm has a bias."""
+    torch.manual_seed(3)
+    model = MxDNAForMaskedLM(ModelConfig.preset("tiny")).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, DeformableAssembly):
+                for conv in (module.offset_conv, module.modulator_conv):
+                    conv.weight.normal_(0, 0.1)
+                    conv.bias.normal_(0, 0.1)
+                # a zero LayerNorm bias would make a padded row's normed output zero by chance
+                module.norm.bias.normal_(0, 0.5)
+    return model
 
 
 @pytest.fixture(scope="session")

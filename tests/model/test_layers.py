@@ -6,23 +6,18 @@ copy. All must match the masked, out-of-place computation (what autograd runs), 
 bundled layers and on random ones, and never write into their inputs.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from mxdna_cli import weights as model_files
 from mxdna_cli.model.layers import CrossAttentionLayer, EncoderLayer, SwiGLU, apply_rotary, residual_add, rotary_tables
 from mxdna_cli.model.mxdna import dense_or
 
-BUNDLED = Path(__file__).resolve().parents[2] / "weights" / "mxdna-small"
 
 
 @pytest.fixture(scope="module", params=["trained", "random"])
 def layer(request) -> EncoderLayer:
     if request.param == "trained":
-        model, _ = model_files.load_model(BUNDLED)
-        return model.model.nucleotide_layers[0].eval()
+        return request.getfixturevalue("bundled_mlm").model.nucleotide_layers[0]
     torch.manual_seed(0)
     return EncoderLayer(64, 4, 160, 1e-12).eval()
 

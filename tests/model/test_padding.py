@@ -5,42 +5,20 @@ non-zero; the padding leak lived there) and on a random tiny model whose offset 
 made non-zero on purpose (the zero initialisation of an untrained model hid the leak).
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from mxdna_cli import sequence as vocab
-from mxdna_cli import weights as model_files
-from mxdna_cli.model.config import ModelConfig
-from mxdna_cli.model.mxdna import MxDNAForMaskedLM, mean_token_state, pad_batch
+from mxdna_cli.model.mxdna import mean_token_state, pad_batch
 from mxdna_cli.model.tokenizer_layer import DeformableAssembly
 
-BUNDLED = Path(__file__).resolve().parents[2] / "weights" / "mxdna-small"
 TOLERANCE = 1e-5
 
 
-def _random_tiny_with_live_offsets() -> MxDNAForMaskedLM:
-    torch.manual_seed(3)
-    model = MxDNAForMaskedLM(ModelConfig.preset("tiny")).eval()
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, DeformableAssembly):
-                for conv in (module.offset_conv, module.modulator_conv):
-                    conv.weight.normal_(0, 0.1)
-                    conv.bias.normal_(0, 0.1)
-                # a zero LayerNorm bias would make a padded row's normed output zero by chance
-                module.norm.bias.normal_(0, 0.5)
-    return model
-
-
-@pytest.fixture(scope="module", params=["trained", "random"])
+@pytest.fixture(params=["trained", "random"])
 def model(request):
-    if request.param == "trained":
-        module, _ = model_files.load_model(BUNDLED)
-        return module.eval()
-    return _random_tiny_with_live_offsets()
+    return request.getfixturevalue("bundled_mlm" if request.param == "trained" else "tiny_live_offsets")
 
 
 def _ids(rng, n):

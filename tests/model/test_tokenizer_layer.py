@@ -1,11 +1,8 @@
 """The learnt tokenization layer: deformable convolution, expert dispatch, load balancing, compaction."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
-from mxdna_cli import weights as model_files
 from mxdna_cli.model.config import ModelConfig, expert_groups
 from mxdna_cli.model.tokenizer_layer import (
     ConvolutionExpert,
@@ -73,27 +70,14 @@ def test_expert_groups_follow_the_closest_divisor_rule():
     assert expert_groups(3, 30) == 3 and expert_groups(4, 30) == 3  # 3 and 5 tie for 4: smaller wins
 
 
-BUNDLED = Path(__file__).resolve().parents[2] / "weights" / "mxdna-small"
-
-
-@pytest.fixture(scope="module")
-def trained_tokenizer() -> LearntTokenizer:
-    model, _ = model_files.load_model(BUNDLED)
-    return model.model.tokenizer.eval()
-
-
-def _random_tokenizer() -> LearntTokenizer:
-    torch.manual_seed(4)
-    tokenizer = LearntTokenizer(ModelConfig.preset("tiny"))
-    for conv in (tokenizer.assembly.offset_conv, tokenizer.assembly.modulator_conv):  # zero at initialisation
-        torch.nn.init.normal_(conv.weight, std=0.3)
-        torch.nn.init.normal_(conv.bias, std=0.3)
-    return tokenizer
+def _tokenizer(weights: str, request) -> LearntTokenizer:
+    model = request.getfixturevalue("bundled_mlm" if weights == "trained" else "tiny_live_offsets")
+    return model.model.tokenizer
 
 
 @pytest.mark.parametrize("weights", ["trained", "random"])
 def test_unit_convolution_is_the_strided_grouped_conv1d(weights, request):
-    tokenizer = request.getfixturevalue("trained_tokenizer") if weights == "trained" else _random_tokenizer()
+    tokenizer = _tokenizer(weights, request)
     d = tokenizer.router.in_features
     torch.manual_seed(5)
     for expert in tokenizer.experts:
@@ -105,7 +89,7 @@ def test_unit_convolution_is_the_strided_grouped_conv1d(weights, request):
 
 @pytest.mark.parametrize("weights", ["trained", "random"])
 def test_offsets_and_modulators_are_the_padded_conv1d(weights, request):
-    tokenizer = request.getfixturevalue("trained_tokenizer") if weights == "trained" else _random_tokenizer()
+    tokenizer = _tokenizer(weights, request)
     assembly: DeformableAssembly = tokenizer.assembly
     torch.manual_seed(6)
     x = torch.randn(3, 11, tokenizer.router.in_features)
