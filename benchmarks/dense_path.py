@@ -1,7 +1,7 @@
 """The model's fast paths against the general ones, side by side: speed and exactness.
 
 Run: python benchmarks/dense_path.py [--threads 2] [--repeats 5] [--dtype float32 bfloat16]
-     [--baseline general|out-of-place|convolutions] [--part model|tokenizer]
+     [--baseline general|out-of-place|convolutions | --against REV] [--part model|tokenizer]
 
 The fast paths of `model/layers.py`: a batch without padding runs its attention unmasked and its
 residual updates unweighted (mask None); inference reuses the feed-forward intermediate in place,
@@ -11,6 +11,8 @@ adds the residual into the fresh update and rotates queries and keys without a c
 changes), which isolates them. `--baseline convolutions` puts back the learnt tokenizer's Conv1d
 calls (the experts' unit convolutions, the deformable offsets and modulators; now matmuls, not
 the same floats: the last column says how far apart), best timed with `--part tokenizer`.
+`--against REV` sets the model's layers and learnt tokenizer as they were at git revision REV
+against today's: their classes' methods, from that revision's source, patched in.
 The rows are the same trained weights on the same windows, interleaved; medians of the repeats.
 Cases: the bundled masked LM on 8 windows of 1 kb and the default promoter classifier on 64 of
 251 nt (the suite's DNA, `run.dna_ids`: TAIR10 chr1 from data/bench, else random bases), each
@@ -22,7 +24,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
+import inspect
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -59,17 +64,17 @@ def conv_expert(self, units):
     return self.post(F.silu(self.norm(x)))
 
 
-def conv_offsets_and_modulators(self, x):
-    conv_input = x.transpose(1, 2)
+def conv_offsets_and_modulators(self, x, valid=None):
+    conv_input = (x if valid is None else x * valid[..., None].to(x.dtype)).transpose(1, 2)
     return self.offset_conv(conv_input).transpose(1, 2), self.modulator_conv(conv_input).transpose(1, 2)
 
 
 @contextlib.contextmanager
 def patched(*replacements):
-    """(owner, attribute, value) replacements in force for the block."""
+    """(owner, attribute, value) replacements in force for the block (an attribute missing today is added)."""
     with contextlib.ExitStack() as stack:
         for owner, name, value in replacements:
-            stack.enter_context(mock.patch.object(owner, name, value))
+            stack.enter_context(mock.patch.object(owner, name, value, create=True))  # create: a method since removed
         yield
 
 
@@ -82,6 +87,28 @@ BASELINES = {  # what each --baseline puts back (see the module docstring)
 }
 
 
+def methods_at(revision: str, *modules) -> tuple:
+    """(class, name, function) patches that give each class of `modules` the methods it had at git
+    `revision`: the old source is imported under another name, so its methods run with its own
+    module-level functions."""
+    root = Path(__file__).resolve().parents[1]
+    replacements = []
+    for module in modules:
+        path = Path(module.__file__).resolve().relative_to(root).as_posix()
+        source = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=root, check=True,
+                                capture_output=True, text=True).stdout
+        spec = importlib.util.spec_from_loader(f"{module.__name__}_at_{revision}", loader=None)
+        old = importlib.util.module_from_spec(spec)
+        exec(compile(source, f"{revision}:{path}", "exec"), old.__dict__)
+        for name, today in inspect.getmembers(module, inspect.isclass):
+            then = old.__dict__.get(name)
+            if today.__module__ != module.__name__ or then is None:
+                continue
+            replacements += [(today, attribute, value) for attribute, value in vars(then).items()
+                             if inspect.isfunction(value) and not attribute.startswith("__")]
+    return tuple(replacements)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -89,13 +116,17 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     parser.add_argument("--baseline", default="general", choices=list(BASELINES),
                         help="what the fast paths are set against (see the module docstring)")
+    parser.add_argument("--against", metavar="REV", help="set today's layers and tokenizer against their methods "
+                        "at git revision REV instead of a --baseline")
     parser.add_argument("--part", default="model", choices=["model", "tokenizer"],
                         help="time the whole forward, or the learnt tokenizer alone on the nucleotide layers' output")
     args = parser.parse_args(argv)
+    baseline = methods_at(args.against, layers, tokenizer_layer) if args.against else BASELINES[args.baseline]
+    baseline_name = args.against or args.baseline
     memory.bound_heap()
     print(f"{dna_source()}\n")
     print(f"{args.part}: the whole forward\n" if args.part == "model" else "tokenizer: the learnt tokenizer alone\n")
-    print(f"| model | batch x window | precision | {args.baseline} nt/s | fast paths nt/s | speed-up | max output difference |")
+    print(f"| model | batch x window | precision | {baseline_name} nt/s | fast paths nt/s | speed-up | max output difference |")
     print("|---|---|---|---|---|---|---|")
     for name, count, length in (("mxdna-small", 8, 1024), ("promoter-eukaryote", 64, 251)):
         for dtype in args.dtype:
@@ -119,7 +150,7 @@ def main(argv=None) -> int:
             outputs = {}
             for _ in range(args.repeats + 1):  # the first round warms both up and is not counted
                 for path in ("general", "fast"):
-                    with patched(*BASELINES[args.baseline]) if path == "general" else contextlib.nullcontext():
+                    with patched(*baseline) if path == "general" else contextlib.nullcontext():
                         start = time.perf_counter()
                         outputs[path] = forward()
                         times[path].append(time.perf_counter() - start)

@@ -57,12 +57,12 @@ def staged_forward(model: MxDNAForMaskedLM, ids, mask, device, counter=None) -> 
         hidden = layer(hidden, nucleotide_rotary, layer_mask)
     lap("nucleotide layers")
     normed = tok.norm(hidden)
-    logits = tok.router(normed * nucleotide_mask[..., None])
+    logits = tok.router(normed) * nucleotide_mask[..., None]
     center = select_units(logits, nucleotide_mask, tok.kernel_sizes)
     probs = torch.softmax(logits.float(), -1)
     gate = probs.gather(-1, center.clamp(min=0)[..., None]).squeeze(-1) * (center >= 0)
     lap("router+selection")
-    merged = hidden + tok._experts(normed, center, gate)
+    merged = tok.add_experts(hidden, normed, center, gate)
     lap("experts")
     token_mask = (center >= 0) | special
     token_positions, valid = compact_positions(token_mask)

@@ -53,16 +53,21 @@ def unit_convolution(units: torch.Tensor, weight: torch.Tensor, groups: int) -> 
     return torch.bmm(x, w).transpose(0, 1).reshape(count, d)
 
 
-def deformable_conv1d(values, centres, offsets, modulation, weight):
+def deformable_conv1d(values, centres, offsets, modulation, weight, value_mask=None):
     """1-D modulated deformable convolution evaluated at the given centres (pure PyTorch).
 
-    values (B, L, d_in) is the sparse source; centres (B, K) integer positions; offsets and
-    modulation (B, K, f); weight (d_out, d_in, f). Tap t of centre c samples position
-    c + t - f//2 + offset by linear interpolation (zero outside [0, L)), as torchvision's
-    deform_conv2d does on an L x 1 image. Returns the output (B, K, d_out) and the sample positions.
+    values (B, L, d_in) is the source, read as zero where `value_mask` (B, L) is False; centres (B, K)
+    integer positions; offsets and modulation (B, K, f); weight (d_out, d_in, f). Tap t of centre c
+    samples position c + t - f//2 + offset by linear interpolation (zero outside [0, L)), as
+    torchvision's deform_conv2d does on an L x 1 image. Returns the output (B, K, d_out) and the
+    sample positions.
+
+    Each tap reads two rows of the source, weighted by its interpolation weight times its
+    modulation (one (B, K, f) coefficient per row, the masks folded in), and the convolution is one
+    matmul over (tap, channel): no (B, K, f, d) index and no masked copy of the source.
     """
     batch, length, channels = values.shape
-    taps = weight.shape[-1]
+    count, taps = centres.shape[1], weight.shape[-1]
     grid = torch.arange(taps, device=values.device, dtype=offsets.dtype) - taps // 2
     # Split integer and fractional parts relative to the centre: the interpolation weights then
     # carry the offsets' own precision instead of that of an absolute position (whose float32
@@ -72,16 +77,28 @@ def deformable_conv1d(values, centres, offsets, modulation, weight):
     frac = (relative - step).to(values.dtype)
     low = centres[..., None] + step.long()
     positions = centres[..., None].to(offsets.dtype) + relative
+    modulation = modulation.to(values.dtype)
+    rows = values.reshape(batch * length, channels)
+    row_start = (torch.arange(batch, device=values.device) * length)[:, None, None]
 
-    def sample(index: torch.Tensor) -> torch.Tensor:
-        inside = ((index >= 0) & (index < length)).to(values.dtype)
-        flat = index.clamp(0, length - 1).reshape(batch, -1, 1).expand(-1, -1, channels)
-        gathered = values.gather(1, flat).view(*index.shape, channels)
-        return gathered * inside[..., None]
+    def sample(index: torch.Tensor, coefficient: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The source rows at `index` (B, K, f, d), and their coefficients, zero where they read nothing."""
+        clamped = index.clamp(0, length - 1)
+        reads = (index >= 0) & (index < length)
+        if value_mask is not None:
+            reads &= value_mask.gather(1, clamped.view(batch, -1)).view_as(index)
+        picked = rows.index_select(0, (clamped + row_start).view(-1)).view(batch, count, taps, channels)
+        return picked, (coefficient * reads)[..., None]
 
-    sampled = sample(low) * (1 - frac)[..., None] + sample(low + 1) * frac[..., None]
-    sampled = sampled * modulation.to(values.dtype)[..., None]
-    return torch.einsum("bkti,oit->bko", sampled, weight), positions
+    low_rows, low_coefficient = sample(low, (1 - frac) * modulation)
+    high_rows, high_coefficient = sample(low + 1, frac * modulation)
+    if torch.is_grad_enabled():
+        sampled = low_rows * low_coefficient + high_rows * high_coefficient
+    else:  # inference: the gathered rows are fresh tensors, weighted and summed in place
+        sampled = low_rows.mul_(low_coefficient).addcmul_(high_rows, high_coefficient)
+    # (B * K, f * d_in) against (f * d_in, d_out): weight[o, i, t] at row t * d_in + i
+    kernel = weight.permute(2, 1, 0).reshape(taps * channels, -1)
+    return (sampled.view(batch * count, taps * channels) @ kernel).view(batch, count, -1), positions
 
 
 class DeformableAssembly(nn.Module):
@@ -109,22 +126,23 @@ class DeformableAssembly(nn.Module):
         """
         normed = self.norm(hidden)
         # Offsets and modulators look at neighbouring nucleotides, whether or not they are tokens.
-        # Padding rows are zeroed first: alone, the convolution's own zero padding is what [SEP]'s
+        # Padding rows read as zero: alone, the convolution's own zero padding is what [SEP]'s
         # right-hand tap sees, and a padded row's LayerNorm output (its bias) must not replace it.
-        offsets_all, modulation_all = self._offsets_and_modulators(normed * valid_mask[..., None].to(normed.dtype))
+        offsets_all, modulation_all = self._offsets_and_modulators(normed, valid_mask)
         modulation_all = 2 * torch.sigmoid(modulation_all)
         index = token_positions[..., None].expand(-1, -1, offsets_all.shape[-1])
         offsets = offsets_all.gather(1, index)
         modulation = modulation_all.gather(1, index)
-        # Only unit centres carry values: CLS/SEP and plain nucleotides are zeroed.
-        values = normed * (token_mask & nucleotide_mask)[..., None].to(normed.dtype)
-        assembled, sample_positions = deformable_conv1d(values, token_positions, offsets, modulation, self.weight)
+        # Only unit centres carry values: CLS/SEP and plain nucleotides read as zero.
+        assembled, sample_positions = deformable_conv1d(normed, token_positions, offsets, modulation, self.weight,
+                                                        value_mask=token_mask & nucleotide_mask)
         tokens = hidden.gather(1, token_positions[..., None].expand(-1, -1, hidden.shape[-1])) + assembled
         return tokens, sample_positions, modulation
 
-    def _offsets_and_modulators(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _offsets_and_modulators(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """offset_conv and modulator_conv (kernel f, zero padding f // 2) over x (B, L, d), both as
-        one matmul of every position with every tap, then shifted sums: (B, L, f) each.
+        one matmul of every position with every tap, then shifted sums: (B, L, f) each. Rows where
+        `valid` (B, L) is False read as zero (their products are zeroed, not their (B, L, d) input).
 
         Conv1d's arithmetic up to summation order (1e-7), without the transposed copy of x that a
         convolution reads, or a new oneDNN kernel for every batch length: a ninth of the time
@@ -134,6 +152,8 @@ class DeformableAssembly(nn.Module):
         taps = self.offset_conv.kernel_size[0]
         weight = torch.cat([self.offset_conv.weight, self.modulator_conv.weight])  # (2f, d, taps)
         per_tap = (x @ weight.permute(1, 2, 0).flatten(1)).view(batch, length, taps, -1)  # (B, L, taps, 2f)
+        if valid is not None:
+            per_tap = per_tap * valid[..., None, None].to(per_tap.dtype)
         out = torch.cat([self.offset_conv.bias, self.modulator_conv.bias]).expand(batch, length, -1).clone()
         for tap in range(taps):  # out[l] += per_tap[l + shift, tap], zero outside [0, L)
             shift = tap - taps // 2
@@ -206,13 +226,15 @@ class LearntTokenizer(nn.Module):
         if (self.training if sample is None else sample) and self.jitter > 0:
             noise = torch.empty_like(normed).uniform_(1 - self.jitter, 1 + self.jitter)
             router_input = normed * noise
-        logits = self.router(router_input * nucleotide_mask[..., None].to(normed.dtype))
+        # the router has no bias: masking its (B, L, n) output is masking its (B, L, d) input
+        logits = self.router(router_input)
+        logits = logits * nucleotide_mask[..., None].to(logits.dtype)
         center = select_units(logits.detach(), nucleotide_mask, self.kernel_sizes)
         is_centre = center >= 0
         probs = torch.softmax(logits.float(), dim=-1)
         gate = probs.gather(-1, center.clamp(min=0)[..., None]).squeeze(-1) * is_centre
 
-        hidden = hidden + self._experts(normed, center, gate)
+        hidden = self.add_experts(hidden, normed, center, gate)
         token_mask = is_centre | special_mask
         positions, valid = compact_positions(token_mask)
         tokens, sample_positions, modulation = self.assembly(
@@ -230,8 +252,8 @@ class LearntTokenizer(nn.Module):
             load_balancing_loss=load_balancing_loss(logits, center, len(self.kernel_sizes)),
         )
 
-    def _experts(self, normed, center, gate):
-        """Each expert's output times its gate, written at its units' centres; zero elsewhere."""
+    def add_experts(self, hidden, normed, center, gate):
+        """hidden plus each expert's output times its gate at its units' centres (a new tensor)."""
         batch, length, d = normed.shape
         flat_normed = normed.reshape(batch * length, d)
         flat_member = member_expert(center, self.kernel_sizes).reshape(-1)
@@ -247,7 +269,8 @@ class LearntTokenizer(nn.Module):
             units = flat_normed.index_select(0, members).view(-1, expert.kernel_size, d)
             outputs.append(expert(units) * flat_gate.index_select(0, centres)[:, None].to(normed.dtype))
             all_centres.append(centres)
-        update = torch.zeros_like(flat_normed)
-        if outputs:  # one scatter for all experts: a copy per expert would cost a full (B*L, d) tensor each
-            update = update.index_copy(0, torch.cat(all_centres), torch.cat(outputs).to(update.dtype))
-        return update.view(batch, length, d)
+        if not outputs:
+            return hidden.clone()
+        # one addition at the centres, for all experts: no (B*L, d) tensor of updates, mostly zeros
+        return hidden.reshape(batch * length, d).index_add(
+            0, torch.cat(all_centres), torch.cat(outputs).to(hidden.dtype)).view(batch, length, d)

@@ -47,6 +47,27 @@ def test_deformable_conv_matches_loop_reference():
     assert torch.allclose(positions, centres[..., None] + torch.tensor([-1.0, 0.0, 1.0]) + offsets)
 
 
+def test_deformable_value_mask_reads_masked_positions_as_zero():
+    """The mask is folded into the interpolation coefficients: the same as zeroing the source first
+    (against the loop), with and without autograd (in-place weighting at inference only)."""
+    g = torch.Generator().manual_seed(2)
+    values = torch.randn(2, 15, 6, generator=g)
+    value_mask = torch.rand(2, 15, generator=g) > 0.4
+    centres = torch.randint(0, 15, (2, 7), generator=g)
+    offsets = torch.randn(2, 7, 3, generator=g) * 2
+    modulation = torch.rand(2, 7, 3, generator=g) * 2
+    weight = torch.randn(5, 6, 3, generator=g)
+    zeroed = values * value_mask[..., None]
+    expected = deformable_loop(zeroed, centres, offsets, modulation, weight)
+    with torch.no_grad():
+        inference, _ = deformable_conv1d(values, centres, offsets, modulation, weight, value_mask=value_mask)
+    training, _ = deformable_conv1d(values.requires_grad_(), centres, offsets, modulation, weight, value_mask=value_mask)
+    torch.testing.assert_close(inference.double(), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(training.detach(), inference, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(inference.double(), deformable_loop(values.detach(), centres, offsets, modulation, weight),
+                              atol=1e-3)  # the mask mattered
+
+
 def test_deformable_conv_with_zero_offsets_is_a_plain_convolution():
     g = torch.Generator().manual_seed(1)
     values = torch.randn(1, 9, 4, generator=g)
@@ -100,6 +121,37 @@ def test_offsets_and_modulators_are_the_padded_conv1d(weights, request):
     torch.testing.assert_close(modulators, assembly.modulator_conv(x.transpose(1, 2)).transpose(1, 2),
                                rtol=1e-5, atol=1e-5)
     assert offsets.abs().max() > 0.1  # the comparison sees non-trivial offsets
+    # rows marked invalid read as zero, as if zeroed before the convolution
+    valid = torch.rand(3, 11) > 0.3
+    masked_offsets, masked_modulators = assembly._offsets_and_modulators(x, valid)
+    conv_input = (x * valid[..., None]).transpose(1, 2)
+    torch.testing.assert_close(masked_offsets, assembly.offset_conv(conv_input).transpose(1, 2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(masked_modulators, assembly.modulator_conv(conv_input).transpose(1, 2),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("weights", ["trained", "random"])
+def test_add_experts_changes_only_unit_centres(weights, request):
+    """hidden plus each gated expert output at its centre, in a new tensor; every other row is hidden's."""
+    tokenizer = _tokenizer(weights, request)
+    torch.manual_seed(7)
+    hidden, nucleotide, special = _tokenizer_inputs([60, 23], d=tokenizer.router.in_features)
+    with torch.no_grad():
+        result = tokenizer(hidden, nucleotide, special)
+        before = hidden.clone()
+        merged = tokenizer.add_experts(hidden, tokenizer.norm(hidden), result.center_expert, result.gate)
+    assert torch.equal(hidden, before)
+    centres = result.center_expert >= 0
+    assert torch.equal(merged[~centres], hidden[~centres])
+    assert (merged[centres] != hidden[centres]).any(dim=-1).all()
+    # one centre by hand: its expert on its unit, times its gate
+    b, c = (int(i) for i in centres.nonzero()[3])
+    j = int(result.center_expert[b, c])
+    expert = tokenizer.experts[j]
+    start = c - expert.kernel_size // 2
+    unit = tokenizer.norm(hidden)[b, start : start + expert.kernel_size][None]
+    with torch.no_grad():
+        torch.testing.assert_close(merged[b, c], hidden[b, c] + expert(unit)[0] * result.gate[b, c])
 
 
 def test_expert_maps_each_unit_independently():
