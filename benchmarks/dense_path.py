@@ -11,8 +11,9 @@ adds the residual into the fresh update and rotates queries and keys without a c
 changes), which isolates them. `--baseline convolutions` puts back the learnt tokenizer's Conv1d
 calls (the experts' unit convolutions, the deformable offsets and modulators; now matmuls, not
 the same floats: the last column says how far apart), best timed with `--part tokenizer`.
-`--against REV` sets the model's layers and learnt tokenizer as they were at git revision REV
-against today's: their classes' methods, from that revision's source, patched in.
+`--against REV` sets the model's layers, learnt tokenizer and unit selection as they were at git
+revision REV against today's: their classes' methods and the selection functions the tokenizer
+calls, from that revision's source, patched in.
 The rows are the same trained weights on the same windows, interleaved; medians of the repeats.
 Cases: the bundled masked LM on 8 windows of 1 kb and the default promoter classifier on 64 of
 251 nt (the suite's DNA, `run.dna_ids`: TAIR10 chr1 from data/bench, else random bases), each
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 
 from mxdna_cli import runtime
 from mxdna_cli.engine import memory
-from mxdna_cli.model import layers, tokenizer_layer
+from mxdna_cli.model import layers, selection, tokenizer_layer
 from mxdna_cli.model import mxdna as mxdna_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -87,19 +88,23 @@ BASELINES = {  # what each --baseline puts back (see the module docstring)
 }
 
 
+def module_at(revision: str, module):
+    """`module` as its source was at git `revision`, imported under another name."""
+    root = Path(__file__).resolve().parents[1]
+    path = Path(module.__file__).resolve().relative_to(root).as_posix()
+    source = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=root, check=True,
+                            capture_output=True, text=True).stdout
+    old = importlib.util.module_from_spec(importlib.util.spec_from_loader(f"{module.__name__}_at_{revision}", loader=None))
+    exec(compile(source, f"{revision}:{path}", "exec"), old.__dict__)
+    return old
+
+
 def methods_at(revision: str, *modules) -> tuple:
     """(class, name, function) patches that give each class of `modules` the methods it had at git
-    `revision`: the old source is imported under another name, so its methods run with its own
-    module-level functions."""
-    root = Path(__file__).resolve().parents[1]
+    `revision` (they run with that revision's module-level functions)."""
     replacements = []
     for module in modules:
-        path = Path(module.__file__).resolve().relative_to(root).as_posix()
-        source = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=root, check=True,
-                                capture_output=True, text=True).stdout
-        spec = importlib.util.spec_from_loader(f"{module.__name__}_at_{revision}", loader=None)
-        old = importlib.util.module_from_spec(spec)
-        exec(compile(source, f"{revision}:{path}", "exec"), old.__dict__)
+        old = module_at(revision, module)
         for name, today in inspect.getmembers(module, inspect.isclass):
             then = old.__dict__.get(name)
             if today.__module__ != module.__name__ or then is None:
@@ -109,6 +114,19 @@ def methods_at(revision: str, *modules) -> tuple:
     return tuple(replacements)
 
 
+def functions_at(revision: str, module, user) -> tuple:
+    """(user, name, function) patches that give `user` the functions it imports from `module` as
+    they were at git `revision`."""
+    old = module_at(revision, module)
+    return tuple((user, name, old.__dict__[name]) for name, value in vars(user).items()
+                 if inspect.isfunction(value) and value.__module__ == module.__name__ and name in old.__dict__)
+
+
+def against(revision: str) -> tuple:
+    """The layers, the learnt tokenizer and the unit selection it calls, as they were at `revision`."""
+    return methods_at(revision, layers, tokenizer_layer) + functions_at(revision, selection, tokenizer_layer)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -116,12 +134,12 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     parser.add_argument("--baseline", default="general", choices=list(BASELINES),
                         help="what the fast paths are set against (see the module docstring)")
-    parser.add_argument("--against", metavar="REV", help="set today's layers and tokenizer against their methods "
-                        "at git revision REV instead of a --baseline")
+    parser.add_argument("--against", metavar="REV", help="set today's layers, tokenizer and selection against "
+                        "those of git revision REV instead of a --baseline")
     parser.add_argument("--part", default="model", choices=["model", "tokenizer"],
                         help="time the whole forward, or the learnt tokenizer alone on the nucleotide layers' output")
     args = parser.parse_args(argv)
-    baseline = methods_at(args.against, layers, tokenizer_layer) if args.against else BASELINES[args.baseline]
+    baseline = against(args.against) if args.against else BASELINES[args.baseline]
     baseline_name = args.against or args.baseline
     memory.bound_heap()
     print(f"{dna_source()}\n")
