@@ -20,7 +20,6 @@ from mxdna_cli import sequence as vocab
 from mxdna_cli.model.config import ModelConfig
 from mxdna_cli.model.mxdna import MxDNAForMaskedLM, dense_or, nucleotide_positions, pad_batch, position_masks
 from mxdna_cli.model.selection import select_units, select_units_reference
-from mxdna_cli.model.tokenizer_layer import compact_positions
 
 STAGES = ("nucleotide layers", "router+selection", "experts", "deformable", "token layers", "decoder")
 
@@ -57,16 +56,11 @@ def staged_forward(model: MxDNAForMaskedLM, ids, mask, device, counter=None) -> 
         hidden = layer(hidden, nucleotide_rotary, layer_mask)
     lap("nucleotide layers")
     normed = tok.norm(hidden)
-    logits = tok.router(normed) * nucleotide_mask[..., None]
-    center = select_units(logits, nucleotide_mask, tok.kernel_sizes)
-    probs = torch.softmax(logits.float(), -1)
-    gate = probs.gather(-1, center.clamp(min=0)[..., None]).squeeze(-1) * (center >= 0)
+    _, center, gate = tok.route(normed, nucleotide_mask)
     lap("router+selection")
     merged = tok.add_experts(hidden, normed, center, gate)
     lap("experts")
-    token_mask = (center >= 0) | special
-    token_positions, valid = compact_positions(token_mask)
-    tokens, _, _ = tok.assembly(merged, token_positions, token_mask, nucleotide_mask, nucleotide_mask | special)
+    tokens, token_positions, valid, _, _ = tok.assemble(merged, center, nucleotide_mask, special)
     lap("deformable")
     token_rotary = backbone.rotary(token_positions)
     token_layer_mask = dense_or(valid)

@@ -222,24 +222,10 @@ class LearntTokenizer(nn.Module):
         `sample` turns the router jitter on (default: in training mode only).
         """
         normed = self.norm(hidden)
-        router_input = normed
-        if (self.training if sample is None else sample) and self.jitter > 0:
-            noise = torch.empty_like(normed).uniform_(1 - self.jitter, 1 + self.jitter)
-            router_input = normed * noise
-        # the router has no bias: masking its (B, L, n) output is masking its (B, L, d) input
-        logits = self.router(router_input)
-        logits = logits * nucleotide_mask[..., None].to(logits.dtype)
-        center = select_units(logits.detach(), nucleotide_mask, self.kernel_sizes)
-        is_centre = center >= 0
-        probs = torch.softmax(logits.float(), dim=-1)
-        gate = probs.gather(-1, center.clamp(min=0)[..., None]).squeeze(-1) * is_centre
-
+        logits, center, gate = self.route(normed, nucleotide_mask, sample)
         hidden = self.add_experts(hidden, normed, center, gate)
-        token_mask = is_centre | special_mask
-        positions, valid = compact_positions(token_mask)
-        tokens, sample_positions, modulation = self.assembly(
-            hidden, positions, token_mask, nucleotide_mask, nucleotide_mask | special_mask
-        )
+        tokens, positions, valid, sample_positions, modulation = self.assemble(
+            hidden, center, nucleotide_mask, special_mask)
         return Tokenization(
             tokens=tokens,
             token_positions=positions,
@@ -251,6 +237,31 @@ class LearntTokenizer(nn.Module):
             modulation=modulation,
             load_balancing_loss=load_balancing_loss(logits, center, len(self.kernel_sizes)),
         )
+
+    def route(self, normed, nucleotide_mask, sample: bool | None = None):
+        """Router scores (B, L, n), the exact unit selection (center_expert, B x L) and the gate of each
+        unit's expert at its centre (B, L; 0 elsewhere)."""
+        router_input = normed
+        if (self.training if sample is None else sample) and self.jitter > 0:
+            noise = torch.empty_like(normed).uniform_(1 - self.jitter, 1 + self.jitter)
+            router_input = normed * noise
+        # the router has no bias: masking its (B, L, n) output is masking its (B, L, d) input
+        logits = self.router(router_input)
+        logits = logits * nucleotide_mask[..., None].to(logits.dtype)
+        center = select_units(logits.detach(), nucleotide_mask, self.kernel_sizes)
+        probs = torch.softmax(logits.float(), dim=-1)
+        gate = probs.gather(-1, center.clamp(min=0)[..., None]).squeeze(-1) * (center >= 0)
+        return logits, center, gate
+
+    def assemble(self, hidden, center, nucleotide_mask, special_mask):
+        """The tokens (unit centres, CLS and SEP) assembled from hidden after the experts: tokens
+        (B, K, d), their positions and validity (B, K), sample positions and modulation (B, K, f)."""
+        token_mask = (center >= 0) | special_mask
+        positions, valid = compact_positions(token_mask)
+        tokens, sample_positions, modulation = self.assembly(
+            hidden, positions, token_mask, nucleotide_mask, nucleotide_mask | special_mask
+        )
+        return tokens, positions, valid, sample_positions, modulation
 
     def add_experts(self, hidden, normed, center, gate):
         """hidden plus each expert's output times its gate at its units' centres (a new tensor)."""
