@@ -78,27 +78,15 @@ def best_seconds(device: torch.device, run, repeats: int) -> float:
 
 def matmul_peak(device: torch.device, precision: str, n: int = 2048, repeats: int = 10) -> float:
     """Best GFLOP/s of an n x n matmul, after a warm-up."""
-    sample = peak_sampler(device, precision, n, calls=repeats)
-    sample()
-    return sample()
+    return peak_sampler(device, precision, n, calls=repeats)()
 
 
 def peak_sampler(device: torch.device, precision: str, n: int = 2048, calls: int = 3):
-    """A function that measures the matmul peak now: the best of `calls` n x n matmuls, in GFLOP/s."""
+    """A function that measures the matmul peak now: the best of `calls` n x n matmuls (after a
+    warm-up one), in GFLOP/s."""
     dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
     a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-
-    def sample() -> float:
-        best = float("inf")
-        for _ in range(calls):
-            sync(device)
-            t = time.perf_counter()
-            a @ b
-            sync(device)
-            best = min(best, time.perf_counter() - t)
-        return 2 * n**3 / best / 1e9
-
-    return sample
+    return lambda: 2 * n**3 / best_seconds(device, lambda: a @ b, calls) / 1e9
 
 
 def attention_rates(device: torch.device, precision: str, repeats: int = 3) -> list[tuple[int, int, float]]:

@@ -13,7 +13,6 @@ from mxdna_cli.model.layers import CrossAttentionLayer, EncoderLayer, SwiGLU, ap
 from mxdna_cli.model.mxdna import dense_or
 
 
-
 @pytest.fixture(scope="module", params=["trained", "random"])
 def layer(request) -> EncoderLayer:
     if request.param == "trained":
