@@ -27,6 +27,7 @@ from mxdna_cli.engine.embedding import Pooler
 from mxdna_cli.engine.forward import backbone, classify, resolve_layer
 from mxdna_cli.engine.inputs import Inputs, Target
 from mxdna_cli.engine.pipeline import Pipeline, WindowTask, window_tasks
+from mxdna_cli.engine.prediction import card_strand
 from mxdna_cli.engine.stitch import Piece
 from mxdna_cli.engine.tokenization import token_footprints
 from mxdna_cli.errors import UsageError
@@ -166,15 +167,16 @@ class Model:
             return None
         return results[0] if single else results
 
-    def predict_proba(self, sequences: str | Sequence[str], *, strand: str = "forward",
+    def predict_proba(self, sequences: str | Sequence[str], *, strand: str | None = None,
                       batch_tokens: int = DEFAULT_BATCH_TOKENS) -> np.ndarray | None:
         """A classifier's class probabilities, (n, classes) float32, each sequence read whole (the
-        strands averaged with strand='both'). As `mxdna predict promoter` per record."""
+        strands averaged with strand='both'; by default the strand its model card's metrics were
+        scored on). As `mxdna predict promoter` per record."""
         if self.task != "classification":
             raise UsageError(f"model '{self.name}' is a {self.task} model, not a classifier; load one "
                              "(e.g. mx.load('promoter-human'))")
         texts, _ = _as_list(sequences)
-        inputs = Inputs.from_sequences(texts, strand=strand)
+        inputs = Inputs.from_sequences(texts, strand=strand or card_strand(self.loaded))
         pipeline = self._pipeline(batch_tokens)
         sums = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
         for task, probs in pipeline.run(window_tasks(inputs.targets(), Whole()), functools.partial(classify, self.loaded)):

@@ -93,7 +93,7 @@ def embed(
     # validate the cheap things before loading a model
     engine.output_format(output, settings.fmt)
     engine.resolve_stride(windowing.window, windowing.stride)
-    engine.check_pool_strand(pool.value, source.strand.value)
+    engine.check_pool_strand(pool.value, source.strand_or())
     check_paths({"--output": output}, input, source.bed, weights=model.weights)
     with source.open(input) as inputs:
         summary = engine.embed(inputs, model.load(reporter), settings, reporter)
@@ -149,7 +149,7 @@ def tokenize(
     Units of overlapping windows are joined at a unit boundary both windows share, so the units
     tile every record exactly. Units are one strand's reading: use [cyan]--strand reverse[/cyan] for the other.
     """
-    engine.check_one_strand(source.strand.value)
+    engine.check_one_strand(source.strand_or())
     if export_bed is None and tokens is None and summary is None and plot is None:
         export_bed = "-"
     settings = engine.TokenizeSettings(

@@ -109,12 +109,12 @@ BedOpt = Annotated[
     ),
 ]
 StrandOpt = Annotated[
-    Strand,
+    Strand | None,
     typer.Option(
         "--strand", "-s",
         help="Strand the model reads, relative to the BED strand: forward, reverse (the reverse complement) "
         "or both (the average of the two; twice the work).",
-        rich_help_panel=INPUT_PANEL, case_sensitive=False,
+        rich_help_panel=INPUT_PANEL, case_sensitive=False, show_default="forward",
     ),
 ]
 WindowOpt = Annotated[int, window_option()]
@@ -184,12 +184,16 @@ class InputOptions:
 
     region: RegionOpt = None
     bed: BedOpt = None
-    strand: StrandOpt = Strand.forward
+    strand: StrandOpt = None  # not given: `default_strand` of `open` (a classifier's card may set it)
 
-    def open(self, path: str) -> engine.Inputs:
+    def strand_or(self, default: str = Strand.forward.value) -> str:
+        """--strand as given, else `default`."""
+        return self.strand.value if self.strand is not None else default
+
+    def open(self, path: str, default_strand: str = Strand.forward.value) -> engine.Inputs:
         """The targets of the run (use them in a `with` block)."""
         return engine.Inputs(engine.InputSpec(path, regions=list(self.region or []), bed=self.bed,
-                                              strand=self.strand.value))
+                                              strand=self.strand_or(default_strand)))
 
 
 @dataclass(frozen=True)
@@ -293,11 +297,11 @@ EvalStrandOpt = Annotated[
     EvalStrand,
     typer.Option("--eval-strand", case_sensitive=False, help="Score validation and test on the forward strand, or "
                  "on both (the mean of the class probabilities of each sequence and its reverse complement; "
-                 "`mxdna predict --strand both` scores the same way)."),
+                 "the card records it, and `mxdna predict` and `evaluate` then score the same way by default)."),
 ]
 ScoreStrandOpt = Annotated[
-    EvalStrand,
-    typer.Option("--strand", "-s", case_sensitive=False, help="Classifier: score the given strand, or both (the "
+    EvalStrand | None,
+    typer.Option("--strand", "-s", case_sensitive=False, show_default="the model card's eval strand, else forward", help="Classifier: score the given strand, or both (the "
                  "mean of the class probabilities of each sequence and its reverse complement, as `mxdna predict "
                  "--strand both` and `finetune --eval-strand both`)."),
 ]

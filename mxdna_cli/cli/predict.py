@@ -78,7 +78,9 @@ def promoter(
     """Promoter probability per record or region, or along the genome as a bigWig track.
 
     Uses a classification model ([cyan]--model[/cyan], a bundled promoter classifier, or
-    $MXDNA_WEIGHTS). With [cyan]--strand both[/cyan] the probabilities of the two strands are averaged.
+    $MXDNA_WEIGHTS). With [cyan]--strand both[/cyan] the probabilities of the two strands are averaged;
+    without [cyan]--strand[/cyan], the strand the model card's metrics were scored on (its eval strand:
+    forward for the bundled classifiers).
     """
     if track is not None and output is not None:
         raise UsageError("-o/--output (TSV) and --track (bigWig) cannot be used together; choose one")
@@ -94,7 +96,7 @@ def promoter(
         resume=resume,
     )
     reporter = StderrReporter(quiet)
-    with source.open(input) as inputs:
-        loaded, label_index = model.load_classifier(label, reporter)
+    loaded, label_index = model.load_classifier(label, reporter)
+    with source.open(input, default_strand=engine.card_strand(loaded)) as inputs:
         summary = engine.predict(inputs, loaded, label_index, settings, reporter)
     report("predict promoter", summary, quiet, what="sequence")

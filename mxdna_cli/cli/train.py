@@ -173,7 +173,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Windows (sequences) per batch.", min=1)] = 16,
     genome: Annotated[str | None, typer.Option("--genome", help="FASTA that BED inputs refer to (classifier).",
                       show_default=False)] = None,
-    strand: ScoreStrandOpt = EvalStrand.forward,
+    strand: ScoreStrandOpt = None,
     model: ModelOptions = ModelOptions(),
     quiet: QuietOpt = False,
 ) -> None:
@@ -185,7 +185,8 @@ def evaluate(
     Masked LM: windows tile each record from its start without overlap (windows with > 10% N are
     skipped); 15% of nucleotides are masked BERT-style and the model predicts them (softmax over
     A/C/G/T). Classifier: every sequence is classified whole, as given or (--strand both) as the mean
-    of it and its reverse complement; labels must be the model's classes.
+    of it and its reverse complement (without --strand: as its model card's metrics were scored);
+    labels must be the model's classes.
     """
     from mxdna_cli.io.writers import TsvWriter
 
@@ -196,12 +197,13 @@ def evaluate(
     loaded = model.load(reporter)
     from mxdna_cli.train.evaluate import CLASSIFIER_METRICS, EvaluateSettings, evaluate
 
+    scored_strand = strand.value if strand is not None else engine.card_strand(loaded)
     settings = EvaluateSettings(window=window, max_windows=max_windows, seed=seed, mask_prob=mask_prob,
-                                batch_size=batch_size, genome=genome, strand=strand.value)
+                                batch_size=batch_size, genome=genome, strand=scored_strand)
     result = evaluate(inputs, loaded, settings)
     if result.task == "classification":
         summary = ", ".join(f"{m} {result[m]:.4f}" for m in CLASSIFIER_METRICS)
-        summary += f" on {result['n']:,} sequences" + (" (both strands averaged)" if strand.value == "both" else "")
+        summary += f" on {result['n']:,} sequences" + (" (both strands averaged)" if scored_strand == "both" else "")
         meta = engine.run_meta("evaluate", loaded, None)
     else:
         summary = (f"accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} nats on "

@@ -71,6 +71,7 @@ _EXPORTS = {
     "window_plan": "mxdna_cli.engine.plan",
     # mxdna_cli.engine.prediction
     "PredictSettings": "mxdna_cli.engine.prediction",
+    "card_strand": "mxdna_cli.engine.prediction",
     "check_track": "mxdna_cli.engine.prediction",
     "predict": "mxdna_cli.engine.prediction",
     # mxdna_cli.engine.report

@@ -59,6 +59,12 @@ def classifier_window(loaded: LoadedModel, window: int | None) -> int:
         return CLASSIFIER_WINDOW
 
 
+def card_strand(loaded: LoadedModel) -> str:
+    """The strand a classifier's card scored its metrics on ("both" or "forward"): what `predict`
+    and `evaluate` read when no strand is given, so that they reproduce the card's numbers."""
+    return "both" if loaded.info.extra.get("eval_strand") == "both" else "forward"
+
+
 def predict(inputs: Inputs, loaded: LoadedModel, label_index: int, settings: PredictSettings,
             reporter: Reporter | None = None) -> Summary:
     """Promoter (or any class) probability per record/region (TSV), or along the genome (bigWig)."""

@@ -95,7 +95,7 @@ def model_card(name: str, data: Any, metrics: dict, settings: Any,
         + ("on (each example on a random strand, p = 0.5 per epoch)." if settings.rc_augment else "off."),
         "Validation and test scoring: " + (
             "mean of the class probabilities of each sequence and its reverse complement (eval strand `both`; "
-            "score new sequences the same way with `mxdna predict ... --strand both`)."
+            "`mxdna predict` and `mxdna evaluate` score new sequences the same way unless given --strand)."
             if settings.eval_strand == "both" else "the given strand only (eval strand `forward`)."),
         f"Trained in {'bf16 autocast' if precision == 'bfloat16' else 'float32'}"
         + (f", {settings.grad_accum} micro-batches per step" if settings.grad_accum > 1 else "") + ". "

@@ -660,7 +660,7 @@ def _finish(trainer, settings, data, model, device, precision, pretrained_from, 
         "settings": _clean(asdict(settings)),
         "precision": precision,
         "pretrained_from": pretrained_from,
-        # how its metrics were scored: `mxdna predict --strand both` reproduces "both"
+        # how its metrics were scored: `mxdna predict` and `evaluate` read this strand by default
         "eval_strand": settings.eval_strand,
     }
     from mxdna_cli.weights import save_model

@@ -330,6 +330,48 @@ def test_predict_both_strands_averages(models, tmp_path):
     assert probability["both"] == pytest.approx((probability["forward"] + probability["reverse"]) / 2, abs=2e-6)
 
 
+def test_a_classifier_scored_on_both_strands_is_read_on_both_unless_told(models, tmp_path):
+    """A card whose metrics were scored on both strands (finetune --eval-strand both) sets the
+    strand predict, evaluate and the API read when none is given; --strand still overrides it."""
+    import shutil
+
+    import mxdna_cli
+
+    both = tmp_path / "both-strands"
+    shutil.copytree(models.clf, both)
+    card = json.loads((both / "model.json").read_text())
+    card["extra"]["eval_strand"] = "both"
+    (both / "model.json").write_text(json.dumps(card))
+    common = ("predict", "promoter", MINI, "-r", "CHROMOSOME_I:201-300", "-r", "NC_004353.4:1001-1100", "-q")
+
+    def predicted(*args):
+        result = ok(*common, *args)
+        return [float(r[5]) for r in rows(result.stdout)[1:]], result.stdout
+
+    forward, _ = predicted("-m", models.clf)
+    averaged, _ = predicted("-m", models.clf, "--strand", "both")
+    assert not np.allclose(forward, averaged, atol=1e-4)
+    by_default, text = predicted("-m", both)
+    assert by_default == averaged and "#strand=both" in text
+    assert predicted("-m", both, "--strand", "forward")[0] == forward
+
+    write_fasta(tmp_path / "p.fa", [("p", "ACGTTGCA" * 12)])
+    write_fasta(tmp_path / "n.fa", [("n", "TTTAAACG" * 12)])
+    labelled = (f"promoter={tmp_path / 'p.fa'}", f"non_promoter={tmp_path / 'n.fa'}", "--threads", "1")
+    scored = {args: rows(ok("evaluate", *labelled, *args).stdout)
+              for args in (("-m", both), ("-m", models.clf, "--strand", "both"), ("-m", both, "--strand", "forward"))}
+    header = scored[("-m", both)][0]
+    strand, auroc = header.index("strand"), header.index("auroc")
+    assert scored[("-m", both)][1][strand] == "both" and scored[("-m", both, "--strand", "forward")][1][strand] == "forward"
+    assert scored[("-m", both)][1][auroc] == scored[("-m", models.clf, "--strand", "both")][1][auroc]
+
+    classifier = mxdna_cli.load(str(both), device="cpu")
+    sequences = ["ACGTTGCA" * 12, "TTTAAACG" * 12]
+    assert np.array_equal(classifier.predict_proba(sequences), classifier.predict_proba(sequences, strand="both"))
+    assert not np.allclose(classifier.predict_proba(sequences), classifier.predict_proba(sequences, strand="forward"),
+                           atol=1e-4)
+
+
 def test_predict_refuses_without_a_classifier(models, tmp_path, monkeypatch):
     import mxdna_cli
 

@@ -194,7 +194,7 @@ def test_recipe_settings_reach_settings_json_the_checkpoint_the_model_and_the_ca
     assert model.config.classifier_dropout == pytest.approx(0.3)
     card = (out / "README.md").read_text()
     assert "Layer-wise lr decay 0.8" in card and "classifier dropout 0.3" in card
-    assert "reverse-complement augmentation on" in card and "--strand both" in card
+    assert "reverse-complement augmentation on" in card and "eval strand `both`" in card
 
 
 def test_dropout_reaches_the_head_and_bad_recipe_values_are_refused(tmp_path):
