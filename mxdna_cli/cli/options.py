@@ -301,9 +301,10 @@ EvalStrandOpt = Annotated[
 ]
 ScoreStrandOpt = Annotated[
     EvalStrand | None,
-    typer.Option("--strand", "-s", case_sensitive=False, show_default="the model card's eval strand, else forward", help="Classifier: score the given strand, or both (the "
-                 "mean of the class probabilities of each sequence and its reverse complement, as `mxdna predict "
-                 "--strand both` and `finetune --eval-strand both`)."),
+    typer.Option("--strand", "-s", case_sensitive=False, show_default="the model card's eval strand, else forward",
+                 help="Classifier: score the given strand, or both (the mean of the class probabilities of each "
+                 "sequence and its reverse complement, as `mxdna predict --strand both` and `finetune --eval-strand "
+                 "both`)."),
 ]
 LayerDecayOpt = Annotated[
     float,
